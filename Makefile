@@ -1,0 +1,39 @@
+# Two commands do everything on a fresh machine: `make book` and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# One model cache for nbval and the book build, so the book's second execution reuses trained models.
+export MINI_MEDCLIP_CACHE ?= $(CURDIR)/.cache/models
+export PYTHONHASHSEED := 0
+# pip here prints a warning for every missing local index folder; hide that noise only.
+PIP_QUIET := 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+
+.PHONY: venv book test unit notebooks bench clean
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip $(PIP_QUIET)
+	$(PY) -m pip install -q -r requirements.txt $(PIP_QUIET)
+	$(PY) -m pip install -q -e . $(PIP_QUIET)
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+book: $(STAMP)
+	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+
+unit: $(STAMP)
+	$(PY) -m pytest tests -q -p no:cacheprovider
+
+notebooks: $(STAMP)
+	$(PY) -m pytest book --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider -p no:python -q
+
+test: unit notebooks book
+
+bench: $(STAMP)
+	$(PY) benchmarks/phantom_speed.py
+
+clean:
+	rm -rf _build .cache

@@ -1,0 +1,133 @@
+"""Presets: `tiny` (CPU, CI, minutes) and `full` (GPU, 224 px, ResNet-50 / Swin-T, BERT-base size).
+
+Both presets go through the same code; only these numbers differ. A config is a frozen dataclass so that
+it can be hashed into a cache key and written next to a checkpoint as JSON.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+IMAGE_ENCODERS = ("resnet", "vit")
+LOSSES = ("semantic", "clip")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    image_size: int = 64
+    n_train_images: int = 10_000
+    n_eval_per_class: int = 100  # 5-class set: 5 x this; COVID-like and RSNA-like: 2 x this
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    image_encoder: str = "resnet"  # resnet | vit
+    resnet_arch: str = "resnet18"  # a torchvision resnet constructor name
+    resnet_width: int = 32  # channels of the first stage (64 in torchvision's original)
+    vit_arch: str = "small"  # "small": a torchvision VisionTransformer sized for tiny inputs; "swin_t"
+    embed_dim: int = 128
+    vocab_size: int = 4_000
+    text_hidden: int = 128
+    text_layers: int = 2
+    text_heads: int = 2
+    text_intermediate: int = 512
+    max_length: int = 77
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    loss: str = "semantic"  # semantic | clip
+    batch_size: int = 128
+    steps: int = 600
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    warmup_ratio: float = 0.05
+    grad_clip: float = 1.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Config:
+    preset: str = "tiny"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        return validate(
+            cls(
+                preset=d["preset"],
+                data=DataConfig(**d["data"]),
+                model=ModelConfig(**d["model"]),
+                train=TrainConfig(**d["train"]),
+            )
+        )
+
+    def key(self) -> str:
+        """A short hash of everything in the config: the model cache's key."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+PRESETS: dict[str, Config] = {
+    "tiny": Config(),
+    "full": Config(
+        preset="full",
+        data=DataConfig(image_size=224, n_train_images=50_000, n_eval_per_class=200),
+        model=ModelConfig(
+            resnet_arch="resnet50",
+            resnet_width=64,
+            vit_arch="swin_t",
+            embed_dim=512,
+            vocab_size=8_000,
+            text_hidden=768,
+            text_layers=12,
+            text_heads=12,
+            text_intermediate=3072,
+        ),
+        train=TrainConfig(batch_size=100, steps=5_000, lr=2e-5 * 10, weight_decay=1e-4, warmup_ratio=0.1),
+    ),
+}
+
+
+def _choice(what: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"invalid {what} {value!r}; expected one of: {', '.join(map(str, choices))}")
+
+
+def validate(cfg: Config) -> Config:
+    """Check a config at the boundary, so that a typo fails here and not deep inside torch."""
+    _choice("preset", cfg.preset, tuple(PRESETS))
+    _choice("image encoder", cfg.model.image_encoder, IMAGE_ENCODERS)
+    _choice("loss", cfg.train.loss, LOSSES)
+    if not 32 <= cfg.data.image_size <= 224:
+        raise ValueError(f"invalid image_size {cfg.data.image_size}; expected an integer in [32, 224]")
+    for name in ("n_train_images", "n_eval_per_class"):
+        if getattr(cfg.data, name) < 1:
+            raise ValueError(f"invalid {name} {getattr(cfg.data, name)}; expected a positive integer")
+    return cfg
+
+
+def get_config(preset: str = "tiny", **overrides) -> Config:
+    """A preset with overrides given as `section__field=value`, e.g. `model__image_encoder="vit"`."""
+    _choice("preset", preset, tuple(PRESETS))
+    cfg = PRESETS[preset]
+    sections: dict[str, dict] = {}
+    for name, value in overrides.items():
+        section, _, fname = name.partition("__")
+        target = getattr(cfg, section, None)
+        if not dataclasses.is_dataclass(target) or fname not in {f.name for f in dataclasses.fields(target)}:
+            valid = [f"{s}__{f.name}" for s in ("data", "model", "train") for f in dataclasses.fields(getattr(cfg, s))]
+            raise ValueError(f"unknown config override {name!r}; expected one of: {', '.join(valid)}")
+        sections.setdefault(section, {})[fname] = value
+    cfg = dataclasses.replace(
+        cfg, **{s: dataclasses.replace(getattr(cfg, s), **kv) for s, kv in sections.items()}
+    )
+    return validate(cfg)

@@ -1,0 +1,1 @@
+"""Data: label schema, report corpus and labeler, prompts, radiograph phantoms, pools and adapters."""

@@ -1,0 +1,128 @@
+"""The embedded default data set: real report sentences, phantom radiographs, three evaluation sets.
+
+Nothing here is downloaded: the sentences come from the Indiana University reports inside the
+torchxrayvision wheel, the label vectors from the real CheXpert label table in the same wheel, and the
+images are rendered from those labels. Sizes and seeds come from the preset's `DataConfig`.
+"""
+from __future__ import annotations
+
+import torch
+from tqdm.auto import tqdm
+
+from ..config import DataConfig
+from .label_sampler import sample_labels
+from .labeler import build_text_pool
+from .labels import CHEXPERT_LABELS, FIVE_CLASS_TASK, label_index, label_indices
+from .phantoms import render
+from .pools import EvalSet, InMemoryImagePool, TextPool
+
+RENDER_CHUNK = 2_000
+# Evaluation patients get their own seeds, so no test image is a training image.
+EVAL_SEED_OFFSET = {"five_class": 1_000, "covid": 2_000, "rsna": 3_000}
+
+
+def render_pool(labels: torch.Tensor, size: int, seed: int, covid_like=None, desc: str = "phantoms") -> InMemoryImagePool:
+    """Render labelled phantoms in chunks (bounded memory at 224 px), deterministic by seed."""
+    chunks = []
+    starts = range(0, len(labels), RENDER_CHUNK)
+    for chunk_index, start in enumerate(tqdm(starts, desc=desc, leave=False, disable=len(starts) < 3)):
+        stop = start + RENDER_CHUNK
+        flags = None if covid_like is None else covid_like[start:stop]
+        images = render(labels[start:stop], size, seed=seed * 10_007 + chunk_index, covid_like=flags)
+        chunks.append((images.clamp(0, 1) * 255).round().to(torch.uint8))
+    return InMemoryImagePool(torch.cat(chunks), labels)
+
+
+def build_image_pool(cfg: DataConfig) -> InMemoryImagePool:
+    """The training image pool: label vectors drawn from the real CheXpert distribution, then rendered."""
+    labels = sample_labels(cfg.n_train_images, seed=cfg.seed)
+    return render_pool(labels, cfg.image_size, cfg.seed, desc="training phantoms")
+
+
+def _rows_where(mask_fn, n: int, seed: int) -> torch.Tensor:
+    """`n` label vectors from the real distribution that satisfy `mask_fn`, by rejection sampling."""
+    found, draw = [], 0
+    while sum(len(f) for f in found) < n:
+        candidates = sample_labels(max(4 * n, 1_000), seed=seed + draw)
+        found.append(candidates[mask_fn(candidates)])
+        draw += 1
+        if draw > 200:
+            raise RuntimeError("rejection sampling found too few label vectors; the condition is too rare")
+    return torch.cat(found)[:n]
+
+
+def _five_class_set(cfg: DataConfig) -> EvalSet:
+    """Like CheXpert-5x200: per class, images with exactly that one of the five competition labels."""
+    seed = cfg.seed + EVAL_SEED_OFFSET["five_class"]
+    five = label_indices(FIVE_CLASS_TASK)
+    labels, targets = [], []
+    for class_id, column in enumerate(five):
+        def only_this(rows, column=column):
+            return (rows[:, column] > 0) & (rows[:, five].sum(1) == 1)
+
+        labels.append(_rows_where(only_this, cfg.n_eval_per_class, seed + 97 * class_id))
+        targets += [class_id] * cfg.n_eval_per_class
+    pool = render_pool(torch.cat(labels), cfg.image_size, seed, desc="5-class phantoms")
+    return EvalSet("five_class", FIVE_CLASS_TASK, pool, torch.tensor(targets))
+
+
+def _normals(cfg: DataConfig, seed: int) -> torch.Tensor:
+    no_finding = label_index("No Finding")
+    return _rows_where(lambda rows: rows[:, no_finding] > 0, cfg.n_eval_per_class, seed)
+
+
+def _covid_set(cfg: DataConfig) -> EvalSet:
+    """COVID-like binary set: normals vs bilateral peripheral ground glass, labelled Lung Opacity + Pneumonia."""
+    seed = cfg.seed + EVAL_SEED_OFFSET["covid"]
+    n = cfg.n_eval_per_class
+    covid = torch.zeros(n, len(CHEXPERT_LABELS))
+    covid[:, label_indices(["Lung Opacity", "Pneumonia"])] = 1
+    labels = torch.cat([_normals(cfg, seed), covid])
+    flags = torch.cat([torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)])
+    pool = render_pool(labels, cfg.image_size, seed, covid_like=flags, desc="COVID-like phantoms")
+    return EvalSet("covid", ("No Finding", "COVID"), pool, flags.long())
+
+
+def _rsna_set(cfg: DataConfig) -> EvalSet:
+    """RSNA-like binary set: normals vs pneumonia (real label vectors with Pneumonia positive)."""
+    seed = cfg.seed + EVAL_SEED_OFFSET["rsna"]
+    pneumonia = label_index("Pneumonia")
+    sick = _rows_where(lambda rows: rows[:, pneumonia] > 0, cfg.n_eval_per_class, seed + 1)
+    labels = torch.cat([_normals(cfg, seed), sick])
+    targets = torch.cat([torch.zeros(len(sick)), torch.ones(len(sick))]).long()
+    pool = render_pool(labels, cfg.image_size, seed, desc="RSNA-like phantoms")
+    return EvalSet("rsna", ("No Finding", "Pneumonia"), pool, targets)
+
+
+EVAL_TASKS = ("five_class", "covid", "rsna")
+
+
+def build_eval_sets(cfg: DataConfig) -> dict[str, EvalSet]:
+    """The three zero-shot tasks of the course: 5-class, COVID-like and RSNA-like."""
+    return {"five_class": _five_class_set(cfg), "covid": _covid_set(cfg), "rsna": _rsna_set(cfg)}
+
+
+def data_card(cfg: DataConfig, image_pool: InMemoryImagePool, text_pool: TextPool, eval_sets: dict[str, EvalSet]) -> dict:
+    """What is in the data, as counts per label: the JSON the `data` command writes."""
+
+    def per_label(labels: torch.Tensor) -> dict[str, int]:
+        return {name: int(v) for name, v in zip(CHEXPERT_LABELS, (labels > 0).sum(0).tolist())}
+
+    return {
+        "seed": cfg.seed,
+        "image_size": cfg.image_size,
+        "image_pool": {"n_images": len(image_pool), "per_label": per_label(image_pool.labels)},
+        "text_pool": {"n_sentences": len(text_pool), "per_label": per_label(text_pool.labels)},
+        "eval_sets": {
+            name: {
+                "n_images": len(s),
+                "classes": list(s.class_names),
+                "per_class": {c: int((s.targets == i).sum()) for i, c in enumerate(s.class_names)},
+                "per_label": per_label(s.images.labels),
+            }
+            for name, s in eval_sets.items()
+        },
+    }
+
+
+__all__ = ["build_image_pool", "build_eval_sets", "build_text_pool", "data_card", "render_pool", "EVAL_TASKS"]

@@ -1,0 +1,41 @@
+"""The label schema: the 14 CheXpert observations in MedCLIP's order.
+
+Every label vector in this package (images, sentences, prompts, evaluation sets) is a length-14 vector in
+this order, so this module is the one place that names them.
+"""
+from __future__ import annotations
+
+CHEXPERT_LABELS: tuple[str, ...] = (
+    "No Finding",
+    "Enlarged Cardiomediastinum",
+    "Cardiomegaly",
+    "Lung Lesion",
+    "Lung Opacity",
+    "Edema",
+    "Consolidation",
+    "Pneumonia",
+    "Atelectasis",
+    "Pneumothorax",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Fracture",
+    "Support Devices",
+)
+NUM_LABELS = len(CHEXPERT_LABELS)
+
+# The CheXpert-5x200 competition classes, the 5-class zero-shot task.
+FIVE_CLASS_TASK: tuple[str, ...] = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion")
+
+
+def label_index(name: str) -> int:
+    """Position of an observation in the 14-vector; an unknown name raises with the valid choices."""
+    try:
+        return CHEXPERT_LABELS.index(name)
+    except ValueError:
+        raise ValueError(
+            f"unknown label {name!r}; expected one of: {', '.join(CHEXPERT_LABELS)}"
+        ) from None
+
+
+def label_indices(names) -> list[int]:
+    return [label_index(n) for n in names]
