@@ -40,6 +40,8 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     loss: str = "semantic"  # semantic | clip
+    # Softmax temperature of the semantic loss's label-similarity targets; MedCLIP uses 1.0.
+    target_temperature: float = 1.0
     batch_size: int = 128
     steps: int = 600
     lr: float = 1e-3
