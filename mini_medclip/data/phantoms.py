@@ -536,26 +536,27 @@ def _wide_mediastinum(f: Frame, r: torch.Tensor) -> torch.Tensor:
 LOBES = torch.tensor([
     [0, 0.50, 0.22, 0.65, 0.30, 0.45],  # right upper lobe, bounded below by the horizontal fissure
     [0, 0.30, 0.62, 0.50, 0.20, 9.00],  # right middle lobe, against the right heart border
-    [0, 0.60, 0.85, 0.60, 0.26, 9.00],  # right lower lobe
+    [0, 0.60, 0.72, 0.60, 0.24, 9.00],  # right lower lobe, above the costophrenic angle
     [1, 0.50, 0.25, 0.65, 0.32, 9.00],  # left upper lobe
     [1, 0.30, 0.62, 0.50, 0.20, 9.00],  # lingula, against the left heart border
-    [1, 0.60, 0.85, 0.60, 0.26, 9.00],  # left lower lobe
+    [1, 0.60, 0.72, 0.60, 0.24, 9.00],  # left lower lobe
 ])
 
 
-def _lobar(f: Frame, r: torch.Tensor, density: torch.Tensor, patchiness: float) -> torch.Tensor:
+def _lobar(f: Frame, r: torch.Tensor, density: torch.Tensor, patchiness: float, scale: float = 0.8) -> torch.Tensor:
     """Airspace opacity filling one lobe: dense and bounded; patchiness breaks it up (pneumonia)."""
     lobe = LOBES[(r[:, 0] * len(LOBES)).long().clamp(max=len(LOBES) - 1)]
     side = _side(f, lobe[:, 0] == 0)
     lobe = lobe[:, :, None, None]
-    size = 0.8 + 0.4 * _column(r[:, 1])
+    size = scale + 0.4 * _column(r[:, 1])
     inside = 1 - ((f.lat - lobe[:, 1]) / (lobe[:, 3] * size)) ** 2 - ((f.vert - lobe[:, 2]) / (lobe[:, 4] * size)) ** 2
     region = side * _soft(inside, 0.12) * _soft(lobe[:, 5] - f.vert, 0.015)
     return density * region * (1 - patchiness * (0.5 + 0.5 * f.texture))
 
 
 def _consolidation(f: Frame, r: torch.Tensor) -> torch.Tensor:
-    return _lobar(f, r, 0.75 + 0.2 * _column(r[:, 4]), 0.2)
+    """Dense, homogeneous and lobe-filling: the whole lobe's air is replaced, up to its fissure."""
+    return _lobar(f, r, 0.88 + 0.1 * _column(r[:, 4]), 0.05, scale=1.05)
 
 
 def _pneumonia(f: Frame, r: torch.Tensor) -> torch.Tensor:
