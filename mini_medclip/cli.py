@@ -10,7 +10,9 @@ import json
 import sys
 from pathlib import Path
 
-from .config import PRESETS, get_config
+from .config import IMAGE_ENCODERS, LOSSES, PRESETS, Config, get_config
+
+METRICS = "metrics.json"
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -43,6 +45,89 @@ def _cmd_data(args) -> int:
     return 0
 
 
+def compute_metrics(model, tokenizer, data) -> dict:
+    """Zero-shot (3 tasks), retrieval and linear probe of a trained model on (image pool, text pool, eval sets)."""
+    from .evaluation import linear_probe, retrieval_recall
+    from .zeroshot import evaluate_all
+
+    image_pool, text_pool, eval_sets = data
+    return {
+        "zero_shot": evaluate_all(model, tokenizer, eval_sets, text_pool),
+        "retrieval": retrieval_recall(model, tokenizer, eval_sets["five_class"], text_pool),
+        "linear_probe": linear_probe(model, image_pool, eval_sets["five_class"]),
+    }
+
+
+def _write_metrics(out_dir, model, tokenizer, cfg: Config, data, train_seconds: float) -> dict:
+    metrics = {**compute_metrics(model, tokenizer, data), "train_seconds": train_seconds, "config": cfg.to_dict()}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / METRICS).write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def run_training(cfg: Config, out_dir, data=None, progress: bool = True) -> dict:
+    """Train (resuming from `out_dir/checkpoint` if it holds this run), evaluate, write `out_dir/metrics.json`.
+
+    `data` = (image pool, text pool, eval sets), by default the embedded data of `cfg`; a later chapter
+    passes poisoned pools here.
+    """
+    from .train import embedded_data, train
+
+    data = data or embedded_data(cfg)
+    result = train(cfg, *data, out_dir=Path(out_dir) / "checkpoint", progress=progress)
+    return _write_metrics(out_dir, result.model, result.tokenizer, cfg, data, result.seconds)
+
+
+def checkpoint_folder(path) -> Path:
+    """Accept a run folder written by `train` (its `checkpoint/` inside) or a checkpoint folder itself."""
+    path = Path(path)
+    return path / "checkpoint" if (path / "checkpoint").is_dir() else path
+
+
+def run_evaluation(checkpoint, out_dir, data=None) -> dict:
+    """Recompute `metrics.json` from a checkpoint alone (the numbers `train` wrote, for the same data)."""
+    from .checkpoint import checkpoint_meta, load_checkpoint
+    from .runtime import pick_device
+    from .train import embedded_data
+
+    folder = checkpoint_folder(checkpoint)
+    model, tokenizer, cfg = load_checkpoint(folder, pick_device())
+    data = data or embedded_data(cfg)
+    return _write_metrics(out_dir, model, tokenizer, cfg, data, checkpoint_meta(folder)["train_seconds"])
+
+
+def _summary(metrics: dict) -> str:
+    zs = metrics["zero_shot"]
+    parts = [f"{name} acc {m['acc']:.3f}±{m['acc_std']:.3f}" for name, m in zs.items()]
+    return f"zero-shot: {', '.join(parts)}; train {metrics['train_seconds']:.0f} s"
+
+
+def _cmd_train(args) -> int:
+    overrides = {"model__image_encoder": args.image_encoder, "train__loss": args.loss,
+                 "train__seed": args.seed, "train__steps": args.steps}
+    cfg = get_config(args.preset, **{k: v for k, v in overrides.items() if v is not None})
+    metrics = run_training(cfg, args.out)
+    print(f"{_summary(metrics)}; wrote {Path(args.out) / METRICS}")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    metrics = run_evaluation(args.checkpoint, args.out)
+    print(f"{_summary(metrics)}; wrote {Path(args.out) / METRICS}")
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}; expected a positive integer")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(prog="python -m mini_medclip", description=__doc__.splitlines()[0])
     verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_OneLineParser)
@@ -52,6 +137,20 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--out", required=True, help="output folder")
     data.add_argument("--seed", type=int, default=None, help="data seed (default: the preset's)")
     data.set_defaults(run=_cmd_data)
+
+    train = verbs.add_parser("train", help="train a model (resuming if OUT holds one), write OUT/checkpoint and OUT/metrics.json")
+    train.add_argument("--preset", choices=tuple(PRESETS), default="tiny")
+    train.add_argument("--out", required=True, help="run folder")
+    train.add_argument("--image-encoder", choices=IMAGE_ENCODERS, default=None, help="default: the preset's")
+    train.add_argument("--loss", choices=LOSSES, default=None, help="default: the preset's")
+    train.add_argument("--seed", type=int, default=None, help="training seed: init and batches (default: the preset's)")
+    train.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps (default: the preset's)")
+    train.set_defaults(run=_cmd_train)
+
+    evaluate = verbs.add_parser("evaluate", help="recompute metrics.json from a checkpoint")
+    evaluate.add_argument("--checkpoint", required=True, help="a run folder written by train, or a checkpoint folder")
+    evaluate.add_argument("--out", required=True, help="output folder for metrics.json")
+    evaluate.set_defaults(run=_cmd_evaluate)
     return parser
 
 

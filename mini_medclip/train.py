@@ -1,0 +1,267 @@
+"""Training: unpaired batches, AdamW with warmup + cosine, a quick validation curve, resumable checkpoints.
+
+MedCLIP never needs an image's own report. A batch is B images drawn from the image pool, and for each image
+one sentence drawn from the text pool among the sentences that share a positive finding with it. The pair
+is a *pseudo*-pair, related only through the labels:
+
+* the semantic matching loss ignores the pairing and matches every image with every sentence of the batch
+  through their label vectors;
+* InfoNCE (`loss="clip"`) treats the pseudo-pair as the only positive of each row, so a same-finding image
+  elsewhere in the batch becomes a negative: the false-negative problem MedCLIP was built to remove.
+"""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerFast, get_cosine_schedule_with_warmup
+
+from .checkpoint import CheckpointError, load_checkpoint, load_train_state, save_checkpoint, verify_checkpoint
+from .config import Config
+from .data.embedded import build_eval_sets, build_image_pool, build_text_pool
+from .data.labels import NUM_LABELS, label_index
+from .data.pools import EvalSet, ImagePool, TextPool
+from .losses import clip_loss, semantic_matching_loss
+from .models import MedCLIP
+from .runtime import pick_device, seed_everything
+from .tokenizer import train_tokenizer
+from .zeroshot import ZeroShotClassifier, class_prompts_for
+
+VALIDATION_IMAGES = 200  # a fixed, class-balanced subset of the 5-class set for the in-training curve
+NO_FINDING = label_index("No Finding")
+
+
+@dataclass
+class TrainResult:
+    model: MedCLIP
+    tokenizer: PreTrainedTokenizerFast
+    history: list[dict] = field(default_factory=list)  # one row per log step: step, loss, lr, val_acc, seconds
+    seconds: float = 0.0  # optimisation wall time: tokenizer, batches, steps, checkpoints; not validation
+
+
+class UnpairedBatchSampler:
+    """Draws (image indices, sentence indices): each sentence shares a random positive label of its image.
+
+    Per label, the indices of the sentences positive for it are precomputed and packed into one padded
+    table, so a batch is drawn with a few tensor ops. An image with no positive label that any sentence
+    has (none in our pools, but possible with real data) gets a No Finding sentence, as in MedCLIP.
+    """
+
+    def __init__(self, image_labels: torch.Tensor, text_labels: torch.Tensor, batch_size: int, seed: int):
+        positive = text_labels > 0
+        counts = positive.sum(0)
+        if counts[NO_FINDING] == 0:
+            raise ValueError("the text pool has no No Finding sentence; expected at least one")
+        self.image_labels = image_labels
+        self.batch_size = batch_size
+        self.counts = counts
+        self.table = torch.zeros(NUM_LABELS, int(counts.max()), dtype=torch.long)
+        for label in range(NUM_LABELS):
+            rows = positive[:, label].nonzero().flatten()
+            self.table[label, : len(rows)] = rows
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def sample(self) -> tuple[torch.Tensor, torch.Tensor]:
+        g = self.generator
+        images = torch.randint(len(self.image_labels), (self.batch_size,), generator=g)
+        choices = (self.image_labels[images] > 0) & (self.counts > 0)
+        choices[~choices.any(1), NO_FINDING] = True
+        labels = torch.multinomial(choices.float(), 1, generator=g).squeeze(1)
+        slot = (torch.rand(self.batch_size, generator=g) * self.counts[labels]).long()
+        return images, self.table[labels, slot]
+
+
+def _parameter_groups(model: MedCLIP, weight_decay: float) -> list[dict]:
+    """Decay matrices and kernels only: biases, norm scales and the temperature (all < 2-D) are exempt."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or name == "logit_scale" else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _amp(device: torch.device) -> tuple[torch.dtype | None, bool]:
+    """(autocast dtype, use a GradScaler): bf16 on CUDA when supported, else fp16 + scaler; CPU stays fp32."""
+    if device.type != "cuda":
+        return None, False
+    return (torch.bfloat16, False) if torch.cuda.is_bf16_supported() else (torch.float16, True)
+
+
+def _rng_state(sampler: UnpairedBatchSampler, device: torch.device) -> dict:
+    state = {"torch": torch.get_rng_state(), "sampler": sampler.generator.get_state(), "python": random.getstate()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict, sampler: UnpairedBatchSampler, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    sampler.generator.set_state(state["sampler"])
+    random.setstate(state["python"])
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _validation_subset(eval_set: EvalSet, n: int) -> torch.Tensor:
+    """Evenly spaced indices, so every class of a class-sorted set is represented."""
+    return torch.linspace(0, len(eval_set) - 1, min(n, len(eval_set))).round().long()
+
+
+def tokenize_pool(tokenizer, sentences: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tokenise every sentence once, padded to the longest (<= max_length): (input_ids, attention_mask)."""
+    enc = tokenizer(sentences, padding="longest", truncation=True, return_tensors="pt")
+    return enc["input_ids"], enc["attention_mask"]
+
+
+def train(
+    cfg: Config,
+    image_pool: ImagePool,
+    text_pool: TextPool,
+    eval_sets: dict[str, EvalSet] | None = None,
+    device=None,
+    out_dir=None,
+    progress: bool = True,
+    *,
+    log_every: int = 10,
+    val_every: int = 100,
+    save_every: int = 100,
+    max_steps_this_call: int | None = None,
+) -> TrainResult:
+    """Train a MedCLIP model from scratch on unpaired pools; resume from `out_dir` if it holds this run.
+
+    `out_dir` is a checkpoint folder (see `checkpoint.py`): written every `save_every` steps with the
+    optimizer, scheduler and RNG states, and at the end without them. A call with the same config resumes
+    at the saved step and ends with the same weights as an uninterrupted run (on CPU, bit for bit).
+    `max_steps_this_call` stops early after that many steps (to test resuming, or to split a long run).
+    With `eval_sets`, 5-class zero-shot accuracy on a fixed subset is logged every `val_every` steps.
+    CUDA runs under autocast (bf16, or fp16 with a GradScaler); CPU runs stay fp32 (the ResNet encoder
+    already works in channels_last). No image augmentation: the phantoms already vary in pose, exposure
+    and noise, and every step draws fresh (image, sentence) combinations.
+    """
+    tc = cfg.train
+    device = torch.device(device) if device is not None else pick_device()
+    seed_everything(tc.seed)
+    resumed = _resume_point(cfg, out_dir, device)
+    if resumed is not None and resumed["meta"]["step"] >= tc.steps:
+        model, tokenizer, meta = resumed["model"], resumed["tokenizer"], resumed["meta"]
+        return TrainResult(model, tokenizer, meta["history"], meta["train_seconds"])
+
+    started = time.perf_counter()
+    if resumed is None:
+        tokenizer = train_tokenizer(text_pool.sentences, cfg.model.vocab_size, cfg.model.max_length)
+        model = MedCLIP(cfg.model, vocab_size=len(tokenizer), image_size=cfg.data.image_size).to(device)
+        step, history, seconds_before = 0, [], 0.0
+    else:
+        model, tokenizer = resumed["model"], resumed["tokenizer"]
+        step, history, seconds_before = resumed["meta"]["step"], resumed["meta"]["history"], resumed["meta"]["train_seconds"]
+    input_ids, attention_mask = tokenize_pool(tokenizer, text_pool.sentences)
+    lengths = attention_mask.sum(1)
+    sampler = UnpairedBatchSampler(image_pool.labels, text_pool.labels, tc.batch_size, tc.seed)
+    optimizer = torch.optim.AdamW(_parameter_groups(model, tc.weight_decay), lr=tc.lr)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, round(tc.warmup_ratio * tc.steps), tc.steps)
+    amp_dtype, use_scaler = _amp(device)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+    running, n_running = 0.0, 0
+    if resumed is not None:
+        state = resumed["train_state"]
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        _set_rng_state(state["rng"], sampler, device)
+        running, n_running = state["running_loss"]
+
+    validate = None
+    if eval_sets is not None:
+        five = eval_sets["five_class"]
+        val_images = five.images.batch(_validation_subset(five, VALIDATION_IMAGES))
+        val_targets = five.targets[_validation_subset(five, VALIDATION_IMAGES)]
+        val_prompts = class_prompts_for(five, text_pool, n=10, seed=0)
+
+        def validate() -> float:  # eval mode inside, training mode restored after
+            classifier = ZeroShotClassifier(model, tokenizer, val_prompts)
+            return (classifier.predict(val_images) == val_targets).float().mean().item()
+
+    def elapsed() -> float:
+        return seconds_before + time.perf_counter() - started
+
+    def save(final: bool, seconds: float) -> None:
+        meta = {"step": step, "history": history, "train_seconds": seconds}
+        train_state = None if final else {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "rng": _rng_state(sampler, device),
+            "running_loss": (running, n_running),  # the loss average of a log row split by the interruption
+        }
+        save_checkpoint(out_dir, model, tokenizer, cfg, meta=meta, train_state=train_state)
+
+    stop = tc.steps if max_steps_this_call is None else min(tc.steps, step + max_steps_this_call)
+    model.train()
+    bar = tqdm(total=tc.steps, initial=step, disable=not progress, desc=f"train ({tc.loss})")
+    while step < stop:
+        image_idx, text_idx = sampler.sample()
+        images = image_pool.batch(image_idx).to(device, non_blocking=True)
+        width = int(lengths[text_idx].max())
+        ids = input_ids[text_idx, :width].to(device, non_blocking=True)
+        mask = attention_mask[text_idx, :width].to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits = model(images, ids, mask).float()
+        if tc.loss == "semantic":
+            loss = semantic_matching_loss(logits, image_pool.labels[image_idx].to(device), text_pool.labels[text_idx].to(device))
+        else:
+            loss = clip_loss(logits)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        model.clamp_logit_scale_()
+        step += 1
+        running, n_running = running + loss.item(), n_running + 1
+        bar.update(1)
+
+        if step % log_every == 0 or step == tc.steps:
+            row = {"step": step, "loss": running / n_running, "lr": scheduler.get_last_lr()[0], "val_acc": None,
+                   "seconds": elapsed()}
+            if validate is not None and (step % val_every == 0 or step == tc.steps):
+                paused = time.perf_counter()
+                row["val_acc"] = validate()
+                started += time.perf_counter() - paused  # validation time does not count as training
+            history.append(row)
+            bar.set_postfix(loss=f"{row['loss']:.3f}", **({} if row["val_acc"] is None else {"val": f"{row['val_acc']:.2f}"}))
+            running, n_running = 0.0, 0
+        if out_dir is not None and step % save_every == 0 and step < stop:
+            save(final=False, seconds=elapsed())
+    bar.close()
+    seconds = elapsed()
+    if out_dir is not None:
+        save(final=step == tc.steps, seconds=seconds)
+    return TrainResult(model.eval(), tokenizer, history, seconds)
+
+
+def _resume_point(cfg: Config, out_dir, device: torch.device) -> dict | None:
+    """What `out_dir` holds for this run: None if nothing; raises if it holds another run or is corrupt."""
+    if out_dir is None or not Path(out_dir).exists() or not any(Path(out_dir).iterdir()):
+        return None
+    info = verify_checkpoint(out_dir)
+    if info["config"] != cfg.to_dict():
+        raise CheckpointError(
+            f"{Path(out_dir) / 'config.json'}: holds a run of another config (key {info['config_key']}, "
+            f"expected {cfg.key()}); use another output folder to train this one"
+        )
+    model, tokenizer, _ = load_checkpoint(out_dir, device)
+    meta = info["meta"]
+    train_state = load_train_state(out_dir)
+    if train_state is None and meta["step"] < cfg.train.steps:
+        raise CheckpointError(f"{out_dir}: stopped at step {meta['step']} without a train_state.pt to resume from")
+    return {"model": model, "tokenizer": tokenizer, "meta": meta, "train_state": train_state}
+
+
+def embedded_data(cfg: Config) -> tuple[ImagePool, TextPool, dict[str, EvalSet]]:
+    """The course's default data for a config: phantom image pool, report sentences, the 3 evaluation sets."""
+    return build_image_pool(cfg.data), build_text_pool(), build_eval_sets(cfg.data)

@@ -1,0 +1,54 @@
+"""The CLI: one-line errors for bad options; `train` writes a checkpoint and metrics that `evaluate` reproduces."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mini_medclip import train as train_module
+from mini_medclip.cli import main
+from test_train import tiny_data
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["train", "--out", "x", "--loss", "infonce"], ["'infonce'", "semantic", "clip"]),
+        (["train", "--out", "x", "--image-encoder", "swin"], ["'swin'", "resnet", "vit"]),
+        (["train", "--out", "x", "--preset", "huge"], ["'huge'", "tiny", "full"]),
+        (["train", "--out", "x", "--steps", "0"], ["'0'", "expected a positive integer"]),
+        (["fly"], ["'fly'", "train", "evaluate", "data"]),
+    ],
+)
+def test_bad_options_exit_nonzero_with_one_line_naming_the_choices(argv, expected, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err
+    assert all(word in err for word in expected) and err.count("\n") == 1
+
+
+def test_evaluate_without_a_checkpoint_is_a_one_line_error(tmp_path, capsys):
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "none"), "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert "no such checkpoint folder" in err and err.count("\n") == 1
+
+
+def test_train_writes_metrics_that_evaluate_reproduces(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(train_module, "embedded_data", lambda cfg: tiny_data(size=cfg.data.image_size))
+    run = tmp_path / "run"
+    argv = ["train", "--preset", "tiny", "--out", str(run), "--steps", "2", "--loss", "clip", "--seed", "3"]
+    assert main(argv) == 0
+    assert "zero-shot: five_class acc" in capsys.readouterr().out
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics) == {"zero_shot", "retrieval", "linear_probe", "train_seconds", "config"}
+    assert set(metrics["zero_shot"]) == {"five_class", "covid", "rsna"}
+    assert {"acc", "acc_std", "macro_f1", "auroc"} <= set(metrics["zero_shot"]["covid"])
+    assert metrics["config"]["train"] == {**metrics["config"]["train"], "loss": "clip", "seed": 3, "steps": 2}
+    assert (run / "checkpoint" / "model.safetensors").is_file()
+
+    assert main(["evaluate", "--checkpoint", str(run), "--out", str(tmp_path / "again")]) == 0
+    assert json.loads((tmp_path / "again" / "metrics.json").read_text()) == metrics
+    # Training again into the same folder finds the finished run and reports the same numbers.
+    assert main(argv) == 0
+    assert json.loads((run / "metrics.json").read_text()) == metrics
