@@ -26,7 +26,7 @@ class DataConfig:
 class ModelConfig:
     image_encoder: str = "resnet"  # resnet | vit
     resnet_arch: str = "resnet18"  # a torchvision resnet constructor name
-    resnet_width: int = 32  # channels of the first stage (64 in torchvision's original)
+    resnet_width: int = 16  # channels of the first stage (64 in torchvision's original)
     vit_arch: str = "small"  # "small": a torchvision VisionTransformer sized for tiny inputs; "swin_t"
     embed_dim: int = 128
     vocab_size: int = 4_000
@@ -40,11 +40,13 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     loss: str = "semantic"  # semantic | clip
-    # Softmax temperature of the semantic loss's label-similarity targets; MedCLIP uses 1.0.
-    target_temperature: float = 1.0
+    # Softmax temperature of the semantic loss's label-similarity targets. MedCLIP uses 1.0, which puts
+    # most target mass on texts that share no finding (chapter 3); 0.1 lifted 5-class zero-shot accuracy
+    # from 0.75 to 0.87 at the tiny preset's budget.
+    target_temperature: float = 0.1
     batch_size: int = 128
-    steps: int = 600
-    lr: float = 1e-3
+    steps: int = 500
+    lr: float = 2e-3
     weight_decay: float = 1e-2
     warmup_ratio: float = 0.05
     grad_clip: float = 1.0

@@ -210,7 +210,10 @@ def train(
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             logits = model(images, ids, mask).float()
         if tc.loss == "semantic":
-            loss = semantic_matching_loss(logits, image_pool.labels[image_idx].to(device), text_pool.labels[text_idx].to(device))
+            loss = semantic_matching_loss(
+                logits, image_pool.labels[image_idx].to(device), text_pool.labels[text_idx].to(device),
+                temperature=tc.target_temperature,
+            )
         else:
             loss = clip_loss(logits)
         optimizer.zero_grad(set_to_none=True)
