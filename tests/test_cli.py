@@ -52,3 +52,24 @@ def test_train_writes_metrics_that_evaluate_reproduces(tmp_path, monkeypatch, ca
     # Training again into the same folder finds the finished run and reports the same numbers.
     assert main(argv) == 0
     assert json.loads((run / "metrics.json").read_text()) == metrics
+
+
+def test_data_writes_a_card_and_a_labelled_grid(tmp_path, capsys):
+    out = tmp_path / "data"
+    assert main(["data", "--preset", "tiny", "--out", str(out), "--seed", "5"]) == 0
+    card = json.loads((out / "data_card.json").read_text())
+    assert card["seed"] == 5 and card["image_size"] == 64
+    assert card["image_pool"]["n_images"] == 10_000
+    assert card["image_pool"]["per_label"]["Pleural Other"] == 0  # not drawn, so never labelled
+    assert card["text_pool"]["n_sentences"] > 3_000
+    assert set(card["eval_sets"]) == {"five_class", "covid", "rsna"}
+    assert all(n == 100 for n in card["eval_sets"]["five_class"]["per_class"].values())
+    assert (out / "phantoms.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_data_with_an_invalid_preset_is_a_one_line_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["data", "--preset", "huge", "--out", "x"])
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err
+    assert "'huge'" in err and "tiny" in err and err.count("\n") == 1

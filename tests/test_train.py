@@ -155,3 +155,14 @@ def test_a_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(tmp_pa
     assert _same_weights(_weights(again.model), _weights(reference.model)) and again.history == resumed.history
     with pytest.raises(CheckpointError, match="another config"):
         train(tiny_config(train__steps=9), *data, device="cpu", out_dir=out, progress=False)
+
+
+@pytest.mark.parametrize("encoder", ["resnet", "vit"])
+def test_full_preset_runs_the_same_code_path_for_two_steps(encoder):
+    """The GPU preset (224 px, ResNet-50 / Swin-T, BERT-base size) trains on the CPU too: only the sizes differ."""
+    cfg = get_config("full", model__image_encoder=encoder, train__batch_size=2, train__steps=2)
+    image_pool, text_pool, _ = tiny_data(size=cfg.data.image_size, n_images=6)
+    result = train(cfg, image_pool, text_pool, device="cpu", progress=False, log_every=1)
+    assert [row["step"] for row in result.history] == [1, 2]
+    assert all(torch.isfinite(torch.tensor(row["loss"])) for row in result.history)
+    assert result.model.image_encoder.projection.out_features == 512
