@@ -1,0 +1,37 @@
+"""Attacks on the trained model: BadMatch poisoning, its triggers, and the metrics that score it."""
+from .badmatch import (
+    BadMatchConfig,
+    PoisonedImagePool,
+    build_poisoned_model,
+    choose_poison_indices,
+    poison_image_pool,
+    target_label_vector,
+)
+from .metrics import (
+    attack_classes,
+    attack_success_rate,
+    attack_success_rate_all_images,
+    benign_accuracy,
+    binomial_ci,
+    evaluate_attack,
+    robust_accuracy,
+)
+from .triggers import (
+    TRIGGERS,
+    BlendedTrigger,
+    Compose,
+    FourierTrigger,
+    PatchTrigger,
+    Trigger,
+    WarpTrigger,
+    make_trigger,
+    smooth_pattern,
+    visibility,
+)
+
+__all__ = [
+    "BadMatchConfig", "PoisonedImagePool", "build_poisoned_model", "choose_poison_indices", "poison_image_pool",
+    "target_label_vector", "attack_classes", "attack_success_rate", "attack_success_rate_all_images",
+    "benign_accuracy", "binomial_ci", "evaluate_attack", "robust_accuracy", "TRIGGERS", "BlendedTrigger", "Compose",
+    "FourierTrigger", "PatchTrigger", "Trigger", "WarpTrigger", "make_trigger", "smooth_pattern", "visibility",
+]
