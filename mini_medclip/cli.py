@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+from .attacks.triggers import TRIGGERS
 from .config import IMAGE_ENCODERS, LOSSES, PRESETS, Config, get_config
 
 METRICS = "metrics.json"
@@ -66,17 +67,42 @@ def _write_metrics(out_dir, model, tokenizer, cfg: Config, data, train_seconds: 
     return metrics
 
 
-def run_training(cfg: Config, out_dir, data=None, progress: bool = True) -> dict:
+def attack_metrics(model, tokenizer, data, attack, n_poisoned: int) -> dict:
+    """BA, ASR (non-target images) and the reference code's ASR over all images, per zero-shot task."""
+    from .attacks.metrics import evaluate_attack
+
+    _, text_pool, eval_sets = data
+    trigger = attack.make_trigger()
+    out = {}
+    for task, eval_set in eval_sets.items():
+        m = evaluate_attack(model, tokenizer, eval_set, text_pool, trigger, target=attack.target)
+        out[task] = {"ba": m["ba"], "asr": m["asr"], "asr_ci": m["asr_ci"], "asr_all_images": m["asr_all_images"],
+                     "robust_acc": m["robust_acc"], "poisoned": n_poisoned}
+    return out
+
+
+def run_training(cfg: Config, out_dir, data=None, progress: bool = True, attack=None) -> dict:
     """Train (resuming from `out_dir/checkpoint` if it holds this run), evaluate, write `out_dir/metrics.json`.
 
-    `data` = (image pool, text pool, eval sets), by default the embedded data of `cfg`; a later chapter
-    passes poisoned pools here.
+    `data` = (image pool, text pool, eval sets), by default the embedded data of `cfg`. With `attack` (a
+    `BadMatchConfig`) the image pool is poisoned first, and `metrics["attack"]` holds BA and ASR per task.
     """
     from .train import embedded_data, train
 
     data = data or embedded_data(cfg)
-    result = train(cfg, *data, out_dir=Path(out_dir) / "checkpoint", progress=progress)
-    return _write_metrics(out_dir, result.model, result.tokenizer, cfg, data, result.seconds)
+    image_pool, text_pool, eval_sets = data
+    if attack is not None:
+        from .attacks.badmatch import choose_poison_indices, poison_image_pool
+
+        indices = choose_poison_indices(image_pool.labels, attack.rate, attack.target, attack.seed)
+        image_pool = poison_image_pool(image_pool, indices, attack.make_trigger(), attack.target)
+    result = train(cfg, image_pool, text_pool, eval_sets, out_dir=Path(out_dir) / "checkpoint", progress=progress)
+    metrics = _write_metrics(out_dir, result.model, result.tokenizer, cfg, data, result.seconds)
+    if attack is not None:
+        metrics["attack"] = {"config": attack.to_dict(),
+                             **attack_metrics(result.model, result.tokenizer, data, attack, len(indices))}
+        (Path(out_dir) / METRICS).write_text(json.dumps(metrics, indent=2))
+    return metrics
 
 
 def checkpoint_folder(path) -> Path:
@@ -107,8 +133,16 @@ def _cmd_train(args) -> int:
     overrides = {"model__image_encoder": args.image_encoder, "train__loss": args.loss,
                  "train__seed": args.seed, "train__steps": args.steps}
     cfg = get_config(args.preset, **{k: v for k, v in overrides.items() if v is not None})
-    metrics = run_training(cfg, args.out)
-    print(f"{_summary(metrics)}; wrote {Path(args.out) / METRICS}")
+    attack = None
+    if args.attack == "badmatch":
+        from .attacks.badmatch import BadMatchConfig
+
+        attack = BadMatchConfig(trigger=args.trigger, rate=args.poison_rate)
+    metrics = run_training(cfg, args.out, attack=attack)
+    summary = _summary(metrics)
+    if attack is not None:
+        summary += "; " + ", ".join(f"{t} ASR {m['asr']:.3f}" for t, m in metrics["attack"].items() if t != "config")
+    print(f"{summary}; wrote {Path(args.out) / METRICS}")
     return 0
 
 
@@ -116,6 +150,16 @@ def _cmd_evaluate(args) -> int:
     metrics = run_evaluation(args.checkpoint, args.out)
     print(f"{_summary(metrics)}; wrote {Path(args.out) / METRICS}")
     return 0
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"invalid poison rate {text!r}; expected a number in [0, 1], e.g. 0.01 for 1%")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -145,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--loss", choices=LOSSES, default=None, help="default: the preset's")
     train.add_argument("--seed", type=int, default=None, help="training seed: init and batches (default: the preset's)")
     train.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps (default: the preset's)")
+    train.add_argument("--attack", choices=("none", "badmatch"), default="none", help="poison the image pool first")
+    train.add_argument("--trigger", choices=tuple(TRIGGERS), default="patch",
+                       help="BadMatch trigger (with --attack badmatch)")
+    train.add_argument("--poison-rate", type=_rate, default=0.01, help="share of the image pool poisoned, in [0, 1]")
     train.set_defaults(run=_cmd_train)
 
     evaluate = verbs.add_parser("evaluate", help="recompute metrics.json from a checkpoint")

@@ -73,3 +73,28 @@ def test_data_with_an_invalid_preset_is_a_one_line_error(capsys):
     assert exit_info.value.code != 0
     err = capsys.readouterr().err
     assert "'huge'" in err and "tiny" in err and err.count("\n") == 1
+
+
+def test_train_with_badmatch_writes_attack_metrics_per_task(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(train_module, "embedded_data", lambda cfg: tiny_data(size=cfg.data.image_size))
+    run = tmp_path / "poisoned"
+    argv = ["train", "--out", str(run), "--steps", "2", "--attack", "badmatch", "--trigger", "patch", "--poison-rate", "0.1"]
+    assert main(argv) == 0
+    attack = json.loads((run / "metrics.json").read_text())["attack"]
+    assert attack["config"]["trigger"] == "patch" and attack["config"]["rate"] == 0.1
+    for task in ("five_class", "covid", "rsna"):
+        assert {"ba", "asr", "asr_all_images", "poisoned"} <= set(attack[task])
+        assert attack[task]["poisoned"] == 6  # round(0.1 x 60 training images)
+        assert 0 <= attack[task]["asr"] <= 1
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--trigger", "zap"], ["'zap'", "patch", "fourier", "blended", "warp"]),
+    (["--poison-rate", "1.5"], ["'1.5'", "[0, 1]"]),
+])
+def test_bad_attack_options_are_one_line_errors(argv, expected, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--out", "x", "--attack", "badmatch", *argv])
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err
+    assert all(word in err for word in expected) and err.count("\n") == 1
