@@ -55,12 +55,17 @@ class ZeroShotClassifier:
         return self.scores(images).argmax(dim=1)
 
 
-def class_prompts_for(eval_set: EvalSet, text_pool: TextPool, n: int = PROMPTS_PER_CLASS, seed: int = 0) -> dict[str, list[str]]:
+def prompts_for_classes(class_names, text_pool: TextPool, n: int = PROMPTS_PER_CLASS, seed: int = 0) -> dict[str, list[str]]:
     """Prompts per class: templates for findings; for "No Finding", real normal report sentences (as MedCLIP)."""
     return {
         c: normal_prompts_from_pool(text_pool, n, seed) if c == "No Finding" else sample_prompts(c, n, seed)
-        for c in eval_set.class_names
+        for c in class_names
     }
+
+
+def class_prompts_for(eval_set: EvalSet, text_pool: TextPool, n: int = PROMPTS_PER_CLASS, seed: int = 0) -> dict[str, list[str]]:
+    """`prompts_for_classes` for an evaluation set's own classes."""
+    return prompts_for_classes(eval_set.class_names, text_pool, n, seed)
 
 
 def classification_metrics(targets: np.ndarray, probs: np.ndarray) -> dict[str, float]:
@@ -109,4 +114,4 @@ def evaluate_all(model: MedCLIP, tokenizer, eval_sets: dict[str, EvalSet], text_
     return {name: evaluate_zero_shot(model, tokenizer, s, text_pool, n_runs, seed) for name, s in eval_sets.items()}
 
 
-__all__ = ["ZeroShotClassifier", "class_prompts_for", "classification_metrics", "evaluate_zero_shot", "evaluate_all"]
+__all__ = ["ZeroShotClassifier", "class_prompts_for", "prompts_for_classes", "classification_metrics", "evaluate_zero_shot", "evaluate_all"]

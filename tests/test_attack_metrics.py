@@ -10,10 +10,8 @@ from mini_medclip.attacks.metrics import (
 )
 from mini_medclip.attacks.triggers import BlendedTrigger, PatchTrigger
 from mini_medclip.data.labels import FIVE_CLASS_TASK
-from mini_medclip.models import MedCLIP
-from mini_medclip.tokenizer import train_tokenizer
 from mini_medclip.zeroshot import evaluate_zero_shot
-from test_train import tiny_config, tiny_data
+from test_train import untrained_tiny_model
 
 TARGET = 0  # "No Finding", class 0 of the COVID/RSNA-like sets
 TRUE = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1, 1, 1])  # 60% of the test images are already the target class
@@ -57,11 +55,7 @@ def test_wilson_interval_matches_the_formula_and_contains_the_estimate():
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    cfg = tiny_config()
-    data = tiny_data()
-    tokenizer = train_tokenizer(data[1].sentences, cfg.model.vocab_size)
-    torch.manual_seed(0)
-    return MedCLIP(cfg.model, vocab_size=len(tokenizer), image_size=cfg.data.image_size).eval(), tokenizer, data
+    return untrained_tiny_model()
 
 
 def test_the_target_is_added_as_a_class_only_when_the_task_lacks_it(tiny_model):

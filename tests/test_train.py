@@ -14,6 +14,7 @@ from mini_medclip.data.labels import FIVE_CLASS_TASK, NUM_LABELS, label_index
 from mini_medclip.data.pools import EvalSet, InMemoryImagePool, TextPool
 from mini_medclip.data.prompts import sample_prompts
 from mini_medclip.models import MedCLIP
+from mini_medclip.tokenizer import train_tokenizer
 from mini_medclip.train import UnpairedBatchSampler, _parameter_groups, train
 
 NORMAL_SENTENCES = ["no acute cardiopulmonary abnormality", "the lungs are clear", "heart size is normal"]
@@ -66,6 +67,15 @@ def tiny_data(size: int = 32, n_images: int = 60, seed: int = 0):
 
     eval_sets = {"five_class": five, "covid": binary("covid", "COVID", 2), "rsna": binary("rsna", "Pneumonia", 2)}
     return image_pool, text_pool, eval_sets
+
+
+def untrained_tiny_model(seed: int = 0):
+    """(model, tokenizer, data): an untrained model over `tiny_data`, for evaluation plumbing tests."""
+    cfg = tiny_config()
+    data = tiny_data()
+    tokenizer = train_tokenizer(data[1].sentences, cfg.model.vocab_size)
+    torch.manual_seed(seed)
+    return MedCLIP(cfg.model, vocab_size=len(tokenizer), image_size=cfg.data.image_size).eval(), tokenizer, data
 
 
 def tiny_config(**overrides):

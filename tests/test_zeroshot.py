@@ -7,20 +7,13 @@ import torch
 
 from mini_medclip.data.prompts import sample_prompts
 from mini_medclip.evaluation import embed_images, embed_texts, linear_probe, pca_map, retrieval_recall
-from mini_medclip.models import MedCLIP
-from mini_medclip.tokenizer import train_tokenizer
 from mini_medclip.zeroshot import ZeroShotClassifier, class_prompts_for, classification_metrics, evaluate_all
-from test_train import NORMAL_SENTENCES, tiny_config, tiny_data
+from test_train import NORMAL_SENTENCES, untrained_tiny_model
 
 
 @pytest.fixture(scope="module")
 def setup():
-    cfg = tiny_config()
-    data = tiny_data()
-    tokenizer = train_tokenizer(data[1].sentences, cfg.model.vocab_size)
-    torch.manual_seed(0)
-    model = MedCLIP(cfg.model, vocab_size=len(tokenizer), image_size=cfg.data.image_size).eval()
-    return model, tokenizer, data
+    return untrained_tiny_model()
 
 
 def test_class_score_is_the_mean_of_the_class_prompt_logits(setup):

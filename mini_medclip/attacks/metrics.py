@@ -15,9 +15,8 @@ import torch
 from scipy.stats import norm
 
 from ..data.pools import EvalSet, TextPool
-from ..data.prompts import normal_prompts_from_pool, sample_prompts
 from ..evaluation import embed_images
-from ..zeroshot import PROMPTS_PER_CLASS, ZeroShotClassifier, class_prompts_for
+from ..zeroshot import ZeroShotClassifier, class_prompts_for, prompts_for_classes
 from .triggers import Trigger
 
 
@@ -93,13 +92,6 @@ def attack_classes(eval_set: EvalSet, target: str) -> tuple[tuple[str, ...], int
     return (*eval_set.class_names, target), len(eval_set.class_names)
 
 
-def _prompts(class_names, text_pool: TextPool, seed: int) -> dict[str, list[str]]:
-    return {
-        c: normal_prompts_from_pool(text_pool, PROMPTS_PER_CLASS, seed) if c == "No Finding" else sample_prompts(c, PROMPTS_PER_CLASS, seed)
-        for c in class_names
-    }
-
-
 def _mean_std(values: list[float]) -> tuple[float, float]:
     return float(np.mean(values)), float(np.std(values))
 
@@ -126,7 +118,7 @@ def evaluate_attack(
     runs = []
     for run in range(n_runs):
         benign = ZeroShotClassifier(model, tokenizer, class_prompts_for(eval_set, text_pool, seed=seed + run))
-        attack = ZeroShotClassifier(model, tokenizer, _prompts(classes, text_pool, seed + run))
+        attack = ZeroShotClassifier(model, tokenizer, prompts_for_classes(classes, text_pool, seed=seed + run))
         pred_triggered = attack.scores_from_embeddings(triggered_emb).argmax(1)
         runs.append({
             "ba": benign_accuracy(benign.scores_from_embeddings(clean_emb).argmax(1), true),
