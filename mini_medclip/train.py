@@ -11,8 +11,10 @@ is a *pseudo*-pair, related only through the labels:
 """
 from __future__ import annotations
 
+import copy
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,6 +131,9 @@ def train(
     val_every: int = 100,
     save_every: int = 100,
     max_steps_this_call: int | None = None,
+    init: tuple[MedCLIP, PreTrainedTokenizerFast] | None = None,
+    image_encoder_init: dict[str, torch.Tensor] | None = None,
+    extra_loss: Callable[[MedCLIP, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> TrainResult:
     """Train a MedCLIP model from scratch on unpaired pools; resume from `out_dir` if it holds this run.
 
@@ -137,6 +142,12 @@ def train(
     at the saved step and ends with the same weights as an uninterrupted run (on CPU, bit for bit).
     `max_steps_this_call` stops early after that many steps (to test resuming, or to split a long run).
     With `eval_sets`, 5-class zero-shot accuracy on a fixed subset is logged every `val_every` steps.
+
+    Where a run starts (both ignored when resuming, since the checkpoint already holds the weights):
+    `init` = (model, tokenizer) fine-tunes a copy of a trained model (a defender's clean fine-tuning);
+    `image_encoder_init` = an `ImageEncoder` state dict starts the image tower from a provider's pretrained
+    encoder while the tokenizer and text tower start fresh (the BadDist victim). `extra_loss(model, images,
+    input_ids, attention_mask)` is added to the matching loss at every step (CleanCLIP's in-modal terms).
     CUDA runs under autocast (bf16, or fp16 with a GradScaler); CPU runs stay fp32 (the ResNet encoder
     already works in channels_last). No image augmentation: the phantoms already vary in pose, exposure
     and noise, and every step draws fresh (image, sentence) combinations.
@@ -150,9 +161,16 @@ def train(
         return TrainResult(model, tokenizer, meta["history"], meta["train_seconds"])
 
     started = time.perf_counter()
-    if resumed is None:
+    if init is not None and image_encoder_init is not None:
+        raise ValueError("give at most one of init (a whole model) and image_encoder_init (its image tower)")
+    if resumed is None and init is not None:
+        model, tokenizer = copy.deepcopy(init[0]).to(device), init[1]
+        step, history, seconds_before = 0, [], 0.0
+    elif resumed is None:
         tokenizer = train_tokenizer(text_pool.sentences, cfg.model.vocab_size, cfg.model.max_length)
         model = MedCLIP(cfg.model, vocab_size=len(tokenizer), image_size=cfg.data.image_size).to(device)
+        if image_encoder_init is not None:
+            model.image_encoder.load_state_dict(image_encoder_init)
         step, history, seconds_before = 0, [], 0.0
     else:
         model, tokenizer = resumed["model"], resumed["tokenizer"]
@@ -216,6 +234,8 @@ def train(
             )
         else:
             loss = clip_loss(logits)
+        if extra_loss is not None:
+            loss = loss + extra_loss(model, images, ids, mask)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)

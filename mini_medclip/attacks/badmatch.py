@@ -166,12 +166,18 @@ def _training_labels(cfg: Config) -> torch.Tensor:
     return sample_labels(cfg.data.n_train_images, seed=cfg.data.seed)
 
 
-def build_poisoned_model(cfg: Config, attack: BadMatchConfig, device=None) -> tuple[TrainResult, torch.Tensor]:
+def build_poisoned_model(
+    cfg: Config, attack: BadMatchConfig, device=None, *, image_encoder_init: dict | None = None, init_key: dict | None = None,
+) -> tuple[TrainResult, torch.Tensor]:
     """Train (or load from the cache) the model of `cfg` on the embedded pool poisoned by `attack`.
 
     Training is exactly the clean model's: same data, same `train`, only the image pool is swapped.
-    Returns the result and the poisoned indices (recomputed from the labels when the model is cached).
+    `image_encoder_init` starts the image tower from a pretrained encoder (see `train`); `init_key` names
+    that encoder in the cache key. Returns the result and the poisoned indices (recomputed from the labels
+    when the model is cached).
     """
+    if (image_encoder_init is None) != (init_key is None):
+        raise ValueError("give image_encoder_init and init_key together (the key names the encoder in the cache)")
     indices = choose_poison_indices(_training_labels(cfg), attack.rate, attack.target, attack.seed)
 
     def build(cfg: Config, device: torch.device) -> TrainResult:
@@ -179,9 +185,10 @@ def build_poisoned_model(cfg: Config, attack: BadMatchConfig, device=None) -> tu
         if not torch.equal(image_pool.labels, _training_labels(cfg)):
             raise RuntimeError("the embedded pool's labels no longer come from sample_labels; update _training_labels")
         poisoned = poison_image_pool(image_pool, indices, attack.make_trigger(), attack.target)
-        return train(cfg, poisoned, text_pool, eval_sets, device=device)
+        return train(cfg, poisoned, text_pool, eval_sets, device=device, image_encoder_init=image_encoder_init)
 
-    result = cached_model(cfg, device=device, extra_key={"attack": attack.to_dict()}, build=build)
+    extra_key = {"attack": attack.to_dict()} if init_key is None else {"attack": attack.to_dict(), "image_encoder_init": init_key}
+    result = cached_model(cfg, device=device, extra_key=extra_key, build=build)
     return result, indices
 
 
