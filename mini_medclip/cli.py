@@ -10,10 +10,14 @@ import json
 import sys
 from pathlib import Path
 
+from .attacks.baddist import VARIANTS
 from .attacks.triggers import TRIGGERS
+from .defenses.base import DEFENSES
 from .config import IMAGE_ENCODERS, LOSSES, PRESETS, Config, get_config
 
-METRICS = "metrics.json"
+METRICS, DEFENSE = "metrics.json", "defense.json"
+TRAIN_ATTACKS = ("none", "badmatch", "baddist", "baddist+badmatch")
+
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -81,25 +85,36 @@ def attack_metrics(model, tokenizer, data, attack, n_poisoned: int) -> dict:
     return out
 
 
-def run_training(cfg: Config, out_dir, data=None, progress: bool = True, attack=None) -> dict:
+def run_training(cfg: Config, out_dir, data=None, progress: bool = True, attack=None, baddist=None) -> dict:
     """Train (resuming from `out_dir/checkpoint` if it holds this run), evaluate, write `out_dir/metrics.json`.
 
     `data` = (image pool, text pool, eval sets), by default the embedded data of `cfg`. With `attack` (a
     `BadMatchConfig`) the image pool is poisoned first, and `metrics["attack"]` holds BA and ASR per task.
+    With `baddist` (a `BadDistConfig`) the run is chapter 6's victim: the image tower starts from the
+    provider's tampered release of `cfg` (built or cached) and trains with `victim_config(cfg)`.
     """
     from .train import embedded_data, train
 
     data = data or embedded_data(cfg)
     image_pool, text_pool, eval_sets = data
+    indices = []
     if attack is not None:
         from .attacks.badmatch import choose_poison_indices, poison_image_pool
 
         indices = choose_poison_indices(image_pool.labels, attack.rate, attack.target, attack.seed)
         image_pool = poison_image_pool(image_pool, indices, attack.make_trigger(), attack.target)
-    result = train(cfg, image_pool, text_pool, eval_sets, out_dir=Path(out_dir) / "checkpoint", progress=progress)
-    metrics = _write_metrics(out_dir, result.model, result.tokenizer, cfg, data, result.seconds)
+    encoder_init, train_cfg = None, cfg
+    if baddist is not None:
+        from .attacks.baddist import build_baddist_model, victim_config
+
+        encoder_init = build_baddist_model(cfg, baddist, progress=progress).model.image_encoder.state_dict()
+        train_cfg = victim_config(cfg)
+    result = train(train_cfg, image_pool, text_pool, eval_sets, out_dir=Path(out_dir) / "checkpoint", progress=progress,
+                   image_encoder_init=encoder_init)
+    metrics = _write_metrics(out_dir, result.model, result.tokenizer, train_cfg, data, result.seconds)
     if attack is not None:
-        metrics["attack"] = {"config": attack.to_dict(),
+        config = {**attack.to_dict(), "baddist": None if baddist is None else baddist.to_dict()}
+        metrics["attack"] = {"config": config,
                              **attack_metrics(result.model, result.tokenizer, data, attack, len(indices))}
         (Path(out_dir) / METRICS).write_text(json.dumps(metrics, indent=2))
     return metrics
@@ -133,16 +148,44 @@ def _cmd_train(args) -> int:
     overrides = {"model__image_encoder": args.image_encoder, "train__loss": args.loss,
                  "train__seed": args.seed, "train__steps": args.steps}
     cfg = get_config(args.preset, **{k: v for k, v in overrides.items() if v is not None})
-    attack = None
-    if args.attack == "badmatch":
+    attack = baddist = None
+    if args.attack != "none":
         from .attacks.badmatch import BadMatchConfig
 
-        attack = BadMatchConfig(trigger=args.trigger, rate=args.poison_rate)
-    metrics = run_training(cfg, args.out, attack=attack)
+        rate = 0.0 if args.attack == "baddist" else args.poison_rate
+        attack = BadMatchConfig(trigger=args.trigger, rate=rate)
+    if args.attack.startswith("baddist"):
+        from .attacks.baddist import BadDistConfig
+
+        baddist = BadDistConfig(trigger=args.trigger, variant=args.baddist_variant)
+    metrics = run_training(cfg, args.out, attack=attack, baddist=baddist)
     summary = _summary(metrics)
     if attack is not None:
         summary += "; " + ", ".join(f"{t} ASR {m['asr']:.3f}" for t, m in metrics["attack"].items() if t != "config")
     print(f"{summary}; wrote {Path(args.out) / METRICS}")
+    return 0
+
+
+def _cmd_reproduce(args) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .reproduce import reproduce
+
+    frame = reproduce(args.preset, args.out, with_defenses=not args.skip_defenses)
+    print(f"{frame.key.nunique()} runs; wrote {Path(args.out) / 'results.json'}, results.md and figures")
+    return 0
+
+
+def _cmd_defend(args) -> int:
+    from .defenses.evaluate import evaluate_defense
+
+    result = evaluate_defense(args.defense, args.preset, args.attack, args.poison_rate, args.baddist_variant)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / DEFENSE).write_text(json.dumps(result, indent=2))
+    print(f"{args.defense} vs {args.attack}: {json.dumps(result.get('detection') or result.get('mitigation'))[:200]}; "
+          f"wrote {out / DEFENSE}")
     return 0
 
 
@@ -189,11 +232,29 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--loss", choices=LOSSES, default=None, help="default: the preset's")
     train.add_argument("--seed", type=int, default=None, help="training seed: init and batches (default: the preset's)")
     train.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps (default: the preset's)")
-    train.add_argument("--attack", choices=("none", "badmatch"), default="none", help="poison the image pool first")
-    train.add_argument("--trigger", choices=tuple(TRIGGERS), default="patch",
-                       help="BadMatch trigger (with --attack badmatch)")
+    train.add_argument("--attack", choices=TRAIN_ATTACKS, default="none",
+                       help="badmatch: poison the pool, train from scratch (chapter 5); baddist[+badmatch]: start the "
+                            "image tower from a tampered release and fine-tune as the victim, with[out] poisons (chapter 6)")
+    train.add_argument("--trigger", choices=tuple(TRIGGERS), default="patch", help="the attack's trigger")
     train.add_argument("--poison-rate", type=_rate, default=0.01, help="share of the image pool poisoned, in [0, 1]")
+    train.add_argument("--baddist-variant", choices=VARIANTS, default="away",
+                       help="away: the reference loss (push triggered embeddings away); target: pull them toward 'No Finding'")
     train.set_defaults(run=_cmd_train)
+
+    reproduce = verbs.add_parser("reproduce", help="the paper's experiments: sweep, robustness matrix, defense table (resumable)")
+    reproduce.add_argument("--preset", choices=tuple(PRESETS), default="tiny")
+    reproduce.add_argument("--out", required=True, help="output folder for results.json, results.md and the figures")
+    reproduce.add_argument("--skip-defenses", action="store_true", help="attacks only: leave out the defense table")
+    reproduce.set_defaults(run=_cmd_reproduce)
+
+    defend = verbs.add_parser("defend", help="score one defense against one victim, write OUT/defense.json")
+    defend.add_argument("--preset", choices=tuple(PRESETS), default="tiny")
+    defend.add_argument("--defense", choices=tuple(DEFENSES), required=True)
+    defend.add_argument("--attack", choices=("none", "badmatch", "baddist+badmatch"), default="badmatch")
+    defend.add_argument("--poison-rate", type=_rate, default=0.0005, help="share of the image pool poisoned, in [0, 1]")
+    defend.add_argument("--baddist-variant", choices=VARIANTS, default="target")
+    defend.add_argument("--out", required=True, help="output folder for defense.json")
+    defend.set_defaults(run=_cmd_defend)
 
     evaluate = verbs.add_parser("evaluate", help="recompute metrics.json from a checkpoint")
     evaluate.add_argument("--checkpoint", required=True, help="a run folder written by train, or a checkpoint folder")

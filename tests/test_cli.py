@@ -98,3 +98,49 @@ def test_bad_attack_options_are_one_line_errors(argv, expected, capsys):
     assert exit_info.value.code != 0
     err = capsys.readouterr().err
     assert all(word in err for word in expected) and err.count("\n") == 1
+
+
+def test_train_with_baddist_badmatch_fine_tunes_from_the_tampered_release(tmp_path, monkeypatch, capsys):
+    import mini_medclip.attacks.baddist as baddist_module
+    from mini_medclip.models import MedCLIP
+    from mini_medclip.tokenizer import train_tokenizer
+    from mini_medclip.train import TrainResult
+
+    monkeypatch.setattr(train_module, "embedded_data", lambda cfg: tiny_data(size=cfg.data.image_size))
+    releases = []
+
+    def fake_release(cfg, bcfg, device=None, progress=True):  # a stand-in provider model, untrained
+        releases.append(bcfg)
+        tokenizer = train_tokenizer(["no finding"], cfg.model.vocab_size)
+        return TrainResult(MedCLIP(cfg.model, len(tokenizer), cfg.data.image_size), tokenizer)
+
+    monkeypatch.setattr(baddist_module, "build_baddist_model", fake_release)
+    run = tmp_path / "victim"
+    argv = ["train", "--out", str(run), "--steps", "4", "--attack", "baddist+badmatch", "--poison-rate", "0.1",
+            "--baddist-variant", "target"]
+    assert main(argv) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert releases[0].variant == "target" and releases[0].trigger == "patch"
+    assert metrics["config"]["train"]["steps"] == 2  # the victim fine-tunes: half the steps of the run asked for
+    assert metrics["attack"]["config"]["baddist"]["variant"] == "target"
+    assert all(metrics["attack"][t]["poisoned"] == 6 for t in ("five_class", "covid", "rsna"))
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["defend", "--out", "x", "--defense", "prayer"], ["'prayer'", "spectral", "strip", "decree", "cleanclip"]),
+    (["defend", "--out", "x", "--defense", "strip", "--attack", "baddist"], ["'baddist'", "none", "badmatch"]),
+    (["reproduce", "--out", "x", "--preset", "huge"], ["'huge'", "tiny", "full"]),
+    (["train", "--out", "x", "--attack", "badnets"], ["'badnets'", "baddist+badmatch"]),
+])
+def test_new_verbs_reject_bad_options_in_one_line(argv, expected, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err
+    assert all(word in err for word in expected) and err.count("\n") == 1
+
+
+def test_defend_refuses_a_rate_that_poisons_nothing(tmp_path, capsys):
+    code = main(["defend", "--out", str(tmp_path), "--defense", "spectral", "--poison-rate", "0.00001"])
+    err = capsys.readouterr().err
+    assert code == 2 and "0.00001" in err.replace("1e-05", "0.00001") and "at least 1/10000" in err

@@ -17,6 +17,7 @@ otherwise the triggered half of every batch would shift the running statistics t
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -197,6 +198,17 @@ def build_baddist_model(cfg: Config, bcfg: BadDistConfig, device=None, progress:
     return cached_model(cfg, device=device, extra_key={"baddist": bcfg.to_dict()}, build=build)
 
 
+def victim_config(cfg: Config, seed: int | None = None) -> Config:
+    """How the foundation-model developer trains on top of a pretrained image encoder: half the steps of a
+    from-scratch run at a quarter of its learning rate (fine-tuning, not retraining), optionally reseeded.
+
+    At the from-scratch rate the victim's own training washes the tampering out (chapter 6 shows it).
+    """
+    train_cfg = dataclasses.replace(cfg.train, steps=max(1, cfg.train.steps // 2), lr=cfg.train.lr / 4,
+                                    seed=cfg.train.seed if seed is None else seed)
+    return dataclasses.replace(cfg, train=train_cfg)
+
+
 def build_victim_model(
     cfg: Config, attack: BadMatchConfig, pretrained: BadDistConfig | None = None, device=None,
     victim_cfg: Config | None = None,
@@ -205,7 +217,7 @@ def build_victim_model(
 
     `pretrained=None` starts from the clean release (plain BadMatch with a pretrained encoder); a
     `BadDistConfig` starts from the tampered one (BadDist-assisted BadMatch). The victim then trains as in
-    chapter 4 with `victim_cfg` (default `cfg`) on the embedded pool holding `attack`'s poisons (rate 0
+    chapter 4 with `victim_cfg` (default `victim_config(cfg)`) on the embedded pool holding `attack`'s poisons (rate 0
     = no poisons: BadDist alone). Returns the result and the poisoned indices.
     """
     device = torch.device(device) if device is not None else pick_device()
@@ -213,11 +225,11 @@ def build_victim_model(
     key = {"release": cfg.to_dict(), "baddist": None if pretrained is None else pretrained.to_dict()}
     with eval_mode(release.model):
         encoder_state = {k: v.detach().clone() for k, v in release.model.image_encoder.state_dict().items()}
-    return build_poisoned_model(victim_cfg or cfg, attack, device, image_encoder_init=encoder_state, init_key=key)
+    return build_poisoned_model(victim_cfg or victim_config(cfg), attack, device, image_encoder_init=encoder_state, init_key=key)
 
 
 __all__ = [
     "BadDistConfig", "VARIANTS", "badencoder_loss", "baddist_loss", "build_baddist_model", "build_victim_model",
     "clean_pretrained_model", "embedding_drift", "freeze_normalisation", "tamper_image_encoder",
-    "target_text_embedding",
+    "target_text_embedding", "victim_config",
 ]

@@ -1,0 +1,168 @@
+"""Score one defense against one victim, as the defender in its position would see it.
+
+The victims are those of `attacks.experiment` (ResNet, patch trigger, the provider/victim protocol), so a
+defense is tested on exactly the models the attack chapters measured. What each role gets:
+
+* data detectors (the curator): the training pool as delivered (poisons included, their labels flipped)
+  and the model trained on it, whose embeddings are audited (Tran et al.'s protocol: train, audit,
+  retrain without the flagged records). Ground truth: the indices the attack recorded.
+* STRIP (the deployer): the deployed zero-shot classifier, clean reference radiographs from the training
+  pool, and incoming test images: clean ones (label 0) and triggered non-target ones (label 1).
+* DECREE (the consumer): image encoders only. The clean victims of several seeds set the threshold; the
+  AUROC is over clean (0) and suspect (1) encoders.
+* mitigations (the owner): a small clean set (images the attack did not touch); BA and ASR before/after.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..attacks.baddist import victim_config
+from ..attacks.badmatch import poison_image_pool
+from ..attacks.experiment import Run, base_config, train_run
+from ..attacks.metrics import attack_classes, evaluate_attack
+from ..attacks.triggers import make_trigger
+from ..data.pools import InMemoryImagePool
+from ..train import embedded_data
+from ..zeroshot import ZeroShotClassifier, prompts_for_classes
+from .base import DataDetector, InputDetector, Mitigation, ModelScanner, make_defense
+from .decree import decision_threshold
+from .finetune import FineTune
+from .metrics import defense_effectiveness_rate, detection_auroc, found_among, tpr_at_fpr
+
+ATTACK_NAMES = ("none", "badmatch", "baddist+badmatch")
+FPR = 0.05
+CLEAN_SET_SIZE = 1000  # the owner's clean fine-tuning set
+SCANNER_CLEAN_SEEDS = (0, 1, 2)  # clean encoders that calibrate a model scanner
+
+
+def victim_run(attack: str, count: int, seed: int = 0, variant: str = "target", trigger: str = "patch") -> Run:
+    """The experiment run a defense is tested on; attack "none" is the clean victim."""
+    if attack not in ATTACK_NAMES:
+        raise ValueError(f"invalid attack {attack!r}; expected one of: {', '.join(ATTACK_NAMES)}")
+    if attack == "none":
+        return Run("resnet", trigger, "clean", 0, seed)
+    return Run("resnet", trigger, attack, count, seed, variant)
+
+
+def poisoned_pool(preset: str, run: Run, indices: torch.Tensor):
+    """The training pool exactly as the victim received it (the run's BadMatch records in place)."""
+    image_pool, text_pool, eval_sets = embedded_data(base_config(preset, run))
+    return poison_image_pool(image_pool, indices, make_trigger(run.trigger)), text_pool, eval_sets
+
+
+def _detection(scores, is_poisoned: torch.Tensor, found: int) -> dict:
+    n_poisoned = int(is_poisoned.sum())
+    if n_poisoned in (0, len(is_poisoned)):  # nothing (or only) poisoned: no ROC to draw
+        return {"auroc": None, "tpr_at_fpr": None, "fpr": FPR, "found": found, "poisoned": n_poisoned}
+    tpr, _, _ = tpr_at_fpr(scores, is_poisoned, FPR)
+    return {"auroc": detection_auroc(scores, is_poisoned), "tpr_at_fpr": tpr, "fpr": FPR, "found": found,
+            "poisoned": n_poisoned}
+
+
+def evaluate_data_detector(detector: DataDetector, preset: str, run: Run, device=None) -> tuple[dict, torch.Tensor, torch.Tensor]:
+    """(detection dict, scores, is_poisoned) over every training image; `found` = poisons in the top-k, k = #poisons."""
+    result, indices = train_run(preset, run, device)
+    pool, _, _ = poisoned_pool(preset, run, indices)
+    scores = detector.score(result.model, pool)
+    is_poisoned = torch.zeros(len(pool), dtype=torch.long)
+    is_poisoned[indices] = 1
+    found = found_among(scores, indices) if len(indices) else 0
+    return _detection(scores, is_poisoned, found), scores, is_poisoned
+
+
+def strip_inputs(preset: str, run: Run, result, n_reference: int = 200):
+    """(deployed classifier with "No Finding" among its classes, clean references, clean and triggered test images)."""
+    image_pool, text_pool, eval_sets = embedded_data(base_config(preset, run))
+    five = eval_sets["five_class"]
+    classes, target_index = attack_classes(five, "No Finding")
+    classifier = ZeroShotClassifier(result.model, result.tokenizer, prompts_for_classes(classes, text_pool))
+    clean = five.images.batch(range(len(five)))
+    triggered = make_trigger(run.trigger)(clean[five.targets != target_index])
+    references = image_pool.batch(range(len(image_pool) - n_reference, len(image_pool)))  # far from the poisons' draw order
+    return classifier, references, clean, triggered
+
+
+def evaluate_input_detector(detector: InputDetector, preset: str, run: Run, device=None) -> tuple[dict, torch.Tensor, torch.Tensor]:
+    """Clean test images (0) vs triggered non-target ones (1); `found` = triggered inputs flagged at the clean 5% cut."""
+    result, _ = train_run(preset, run, device)
+    classifier, references, clean, triggered = strip_inputs(preset, run, result)
+    detector.fit(classifier, references)
+    scores = torch.cat([detector.score(clean), detector.score(triggered)])
+    is_triggered = torch.cat([torch.zeros(len(clean)), torch.ones(len(triggered))]).long()
+    threshold = detector.calibrate(clean, frr=FPR)
+    found = int((scores[len(clean):] > threshold).sum())
+    return _detection(scores, is_triggered, found), scores, is_triggered
+
+
+def evaluate_scanner(scanner: ModelScanner, preset: str, run: Run, device=None, n_images: int = 256) -> tuple[dict, list[dict]]:
+    """Scan clean victims (several seeds) and the suspect one; threshold from the clean ones, leave-one-out."""
+    _, _, eval_sets = embedded_data(base_config(preset, run))
+    images = eval_sets["five_class"].images.batch(range(n_images))
+    scans = []
+    for seed in SCANNER_CLEAN_SEEDS:
+        model = train_run(preset, Run(run.backbone, run.trigger, "clean", 0, seed), device)[0].model
+        scans.append({"model": f"clean seed {seed}", "backdoored": 0, **_scan(scanner, model, images)})
+    if run.attack != "clean":
+        model = train_run(preset, run, device)[0].model
+        scans.append({"model": run.label, "backdoored": 1, **_scan(scanner, model, images)})
+    clean_norms = [s["pl1_norm"] for s in scans if not s["backdoored"]]
+    threshold = decision_threshold(clean_norms)
+    found = sum(s["pl1_norm"] < threshold for s in scans if s["backdoored"])
+    scores = torch.tensor([s["score"] for s in scans])
+    is_backdoored = torch.tensor([s["backdoored"] for s in scans])
+    detection = _detection(scores, is_backdoored, found)
+    detection["pl1_threshold"] = threshold
+    return detection, scans
+
+
+def _scan(scanner: ModelScanner, model, images) -> dict:
+    verdict = scanner.scan(model, images)
+    return {"score": verdict.score, "pl1_norm": verdict.details["pl1_norm"], "collapsed": verdict.details["collapsed"],
+            "mask": verdict.details["mask"]}
+
+
+def evaluate_mitigation(mitigation: Mitigation, preset: str, run: Run, device=None) -> dict:
+    """BA and ASR (5-class task) before and after the repair, and the DER."""
+    result, indices = train_run(preset, run, device)
+    pool, text_pool, eval_sets = poisoned_pool(preset, run, indices)
+    untouched = torch.ones(len(pool), dtype=torch.bool)
+    untouched[indices] = False
+    keep = untouched.nonzero().flatten()[-CLEAN_SET_SIZE:]
+    clean_set = InMemoryImagePool(pool.batch(keep), pool.labels[keep])
+    trigger = make_trigger(run.trigger)
+    before = evaluate_attack(result.model, result.tokenizer, eval_sets["five_class"], text_pool, trigger)
+    model, tokenizer = mitigation.apply(result.model, result.tokenizer, clean_set, text_pool)
+    after = evaluate_attack(model, tokenizer, eval_sets["five_class"], text_pool, trigger)
+    return {"ba_before": before["ba"], "asr_before": before["asr"], "ba_after": after["ba"], "asr_after": after["asr"],
+            "der": defense_effectiveness_rate(before["ba"], before["asr"], after["ba"], after["asr"])}
+
+
+def evaluate_defense(name: str, preset: str = "tiny", attack: str = "badmatch", rate: float = 0.0005,
+                     variant: str = "target", device=None, **params) -> dict:
+    """`defense.json`'s content for defense `name` against the victim of (`attack`, `rate`)."""
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+        raise ValueError(f"invalid poison rate {rate!r}; expected a fraction in [0, 1] (0.0005 = 0.05%)")
+    n_images = base_config(preset, Run()).data.n_train_images
+    count = round(rate * n_images)
+    if attack != "none" and count < 1:
+        raise ValueError(f"poison rate {rate} leaves no poisoned record in {n_images} images; expected at least 1/{n_images}")
+    run = victim_run(attack, count, variant=variant)
+    defense = make_defense(name, **params)
+    if isinstance(defense, Mitigation):
+        if isinstance(defense, FineTune):  # fine-tune with the loss and temperature the victim trained with
+            defense.config = victim_config(base_config(preset, run))
+        return {"defense": name, "attack": attack, "poison_rate": rate, "mitigation": evaluate_mitigation(defense, preset, run, device)}
+    if isinstance(defense, DataDetector):
+        detection = evaluate_data_detector(defense, preset, run, device)[0]
+    elif isinstance(defense, InputDetector):
+        detection = evaluate_input_detector(defense, preset, run, device)[0]
+    else:
+        detection, scans = evaluate_scanner(defense, preset, run, device)
+        detection["scans"] = [{k: v for k, v in s.items() if k != "mask"} for s in scans]
+    return {"defense": name, "attack": attack, "poison_rate": rate, "detection": detection}
+
+
+__all__ = [
+    "ATTACK_NAMES", "evaluate_data_detector", "evaluate_defense", "evaluate_input_detector", "evaluate_mitigation",
+    "evaluate_scanner", "poisoned_pool", "strip_inputs", "victim_run",
+]

@@ -1,0 +1,215 @@
+"""The paper's experiments as one resumable pipeline: poison-count sweep and robustness matrix.
+
+Each run is one `attacks.experiment.Run` (see there for the protocol). `reproduce` appends one record per
+(run, task) to `results.json` after each run, so a stopped pipeline resumes where it stopped (trained
+models come back from the model cache); then it writes `results.md` and the figures.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .attacks.baddist import VARIANTS
+from .attacks.experiment import TASK_NAMES, Run, evaluate_run, train_run
+from .config import IMAGE_ENCODERS, PRESETS, get_config
+from .defenses.base import DEFENSES
+from .defenses.evaluate import evaluate_defense
+from .runtime import pick_device
+from .train import embedded_data
+
+RESULTS, TABLES = "results.json", "results.md"
+
+
+def sweep_plan(backbone: str = "resnet", trigger: str = "patch", counts=(1, 5, 10, 25), seeds=(0, 1, 2)) -> list[Run]:
+    """Poison counts for BadMatch alone and BadDist (both variants) + BadMatch, extra seeds at 5 records.
+
+    5 records is 0.05% of the `tiny` pool, the paper's headline rate; small counts are where the seed
+    matters, so they get several seeds.
+    """
+    runs = [Run(backbone, trigger, "clean", 0), *(Run(backbone, trigger, "baddist", 0, variant=v) for v in VARIANTS)]
+    for count in counts:
+        runs += [Run(backbone, trigger, "badmatch", count)]
+        runs += [Run(backbone, trigger, "baddist+badmatch", count, variant=v) for v in VARIANTS]
+    for seed in seeds[1:]:
+        runs += [Run(backbone, trigger, "clean", 0, seed)]
+        runs += [Run(backbone, trigger, "badmatch", 5, seed)]
+        runs += [Run(backbone, trigger, "baddist+badmatch", 5, seed, variant=v) for v in VARIANTS]
+    return runs
+
+
+def matrix_plan(backbones=IMAGE_ENCODERS, triggers=("patch", "fourier"), count: int = 5) -> list[Run]:
+    """The robustness matrix: every backbone x trigger, clean vs BadMatch vs BadDist (both) + BadMatch."""
+    runs = []
+    for backbone in backbones:
+        for trigger in triggers:
+            runs += [Run(backbone, trigger, "clean", 0), Run(backbone, trigger, "badmatch", count)]
+            runs += [Run(backbone, trigger, "baddist+badmatch", count, variant=v) for v in VARIANTS]
+    return runs
+
+
+def default_plan() -> list[Run]:
+    """The sweep first (the headline), then the matrix; runs shared by both are trained once."""
+    plan = []
+    for run in sweep_plan() + matrix_plan():
+        if run not in plan:
+            plan.append(run)
+    return plan
+
+
+def load_results(out_dir) -> tuple[pd.DataFrame, list[dict]]:
+    """(attack records as a DataFrame, defense records) from `out_dir/results.json`."""
+    stored = json.loads((Path(out_dir) / RESULTS).read_text())
+    return pd.DataFrame(stored["records"]), stored.get("defenses", [])
+
+
+def _write_json_atomic(path: Path, payload: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=1))
+    os.replace(tmp, path)
+
+
+DEFENDED_ATTACKS = (("badmatch", 0.0005), ("badmatch", 0.01), ("baddist+badmatch", 0.0005))
+
+
+def defense_plan() -> list[tuple[str, str, float]]:
+    """(defense, attack, poison rate): every defense against a low and a moderate BadMatch rate, and BadDist."""
+    return [(name, attack, rate) for attack, rate in DEFENDED_ATTACKS for name in DEFENSES]
+
+
+def defense_record(result: dict) -> dict:
+    """A flat row of the defense table from `evaluate_defense`'s output."""
+    row = {"defense": result["defense"], "attack": result["attack"], "poison_rate": result["poison_rate"]}
+    if "detection" in result:
+        row.update({k: v for k, v in result["detection"].items() if k != "scans"})
+    else:
+        row.update(result["mitigation"])
+    return row
+
+
+def defense_table(defense_records: list[dict]) -> pd.DataFrame:
+    """The defense table: one row per (defense, attack, rate); detection and mitigation columns side by side."""
+    frame = pd.DataFrame(defense_records)
+    frame = frame.assign(attack=frame.attack + " @ " + (frame.poison_rate * 100).map("{:g}%".format))
+    columns = [c for c in ("auroc", "tpr_at_fpr", "found", "poisoned", "ba_before", "asr_before", "ba_after", "asr_after", "der")
+               if c in frame.columns]
+    return frame.set_index(["defense", "attack"])[columns]
+
+
+def reproduce(preset: str = "tiny", out_dir="reproduce", plan: list[Run] | None = None, device=None,
+              progress: bool = True, with_defenses: bool = True) -> pd.DataFrame:
+    """Run every run of `plan` (default: `default_plan()`) not yet in `out_dir/results.json`, then (unless
+    `with_defenses` is False) every defense of `defense_plan()` not yet scored; then write the tables and
+    figures. Returns the attack records as a DataFrame."""
+    if preset not in PRESETS:
+        raise ValueError(f"invalid preset {preset!r}; expected one of: {', '.join(PRESETS)}")
+    device = torch.device(device) if device is not None else pick_device()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stored = json.loads((out / RESULTS).read_text()) if (out / RESULTS).exists() else {}
+    records, defenses = stored.get("records", []), stored.get("defenses", [])
+    done = {r["key"] for r in records}
+    plan = default_plan() if plan is None else plan
+    data = embedded_data(get_config(preset))  # the data do not depend on the backbone
+    todo = [run for run in plan if run.key() not in done]
+    for run in tqdm(todo, disable=not progress, desc=f"reproduce ({preset})"):
+        started = time.perf_counter()
+        result, _ = train_run(preset, run, device)
+        clean, _ = train_run(preset, Run(run.backbone, run.trigger, "clean", 0, run.seed), device)
+        records += evaluate_run(preset, run, result, clean, data, device, seconds=time.perf_counter() - started)
+        _write_json_atomic(out / RESULTS, {"preset": preset, "records": records, "defenses": defenses})
+    scored = {(d["defense"], d["attack"], d["poison_rate"]) for d in defenses}
+    todo = [item for item in defense_plan() if item not in scored] if with_defenses else []
+    for name, attack, rate in tqdm(todo, disable=not progress, desc="defenses"):
+        started = time.perf_counter()
+        result = evaluate_defense(name, preset, attack, rate, device=device)
+        defenses.append({**defense_record(result), "seconds": time.perf_counter() - started})
+        _write_json_atomic(out / RESULTS, {"preset": preset, "records": records, "defenses": defenses})
+    frame = pd.DataFrame(records)
+    write_report(frame, out, defenses)
+    return frame
+
+
+def sweep_table(frame: pd.DataFrame, task: str = "five_class") -> pd.DataFrame:
+    """ASR and BA per attack and poison count on `task` (ResNet, patch): mean and std over seeds, runs."""
+    rows = frame[(frame.task == task) & (frame.backbone == "resnet") & (frame.trigger == "patch")]
+    table = rows.groupby(["attack_label", "poison_count"]).agg(
+        asr=("asr", "mean"), asr_seed_std=("asr", "std"), ba=("ba", "mean"), seeds=("seed", "nunique"))
+    return table.reset_index()
+
+
+def matrix_table(frame: pd.DataFrame, count: int = 5) -> pd.DataFrame:
+    """BA and ASR for every backbone x task x trigger (rows) and attack (columns), seed 0."""
+    rows = frame[(frame.seed == 0) & frame.poison_count.isin([0, count]) & (frame.attack != "baddist")]
+    rows = rows.assign(task=rows.task.map(TASK_NAMES))
+    table = rows.pivot_table(index=["backbone", "task", "trigger"], columns="attack_label", values=["ba", "asr"])
+    order = [a for a in ("clean", "badmatch", "baddist+badmatch (away)", "baddist+badmatch (target)") if a in table.columns.get_level_values(1)]
+    return table.reindex(columns=pd.MultiIndex.from_product([["ba", "asr"], order]))
+
+
+def plot_sweep(frame: pd.DataFrame, task: str = "five_class"):
+    """The headline figure: ASR and BA against the number of poisoned records, one line per attack."""
+    table = sweep_table(frame, task)
+    floor = frame[(frame.task == task) & (frame.attack == "clean") & (frame.backbone == "resnet") & (frame.trigger == "patch")]
+    n_images = frame.poison_count.max() / frame.poison_rate.max() if frame.poison_rate.max() > 0 else None
+    fig, (ax_asr, ax_ba) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for label, rows in table.groupby("attack_label"):
+        if label == "clean":
+            continue
+        rows = rows.sort_values("poison_count")
+        x = rows.poison_count.clip(lower=0.5)  # count 0 (BadDist alone) drawn at 0.5 on the log axis
+        ax_asr.errorbar(x, rows.asr, yerr=rows.asr_seed_std.fillna(0), marker="o", capsize=3, label=label)
+        ax_ba.plot(x, rows.ba, marker="o", label=label)
+    ax_ba.axhline(floor.ba.mean(), color="grey", ls="--", label="clean victim")
+    ax_asr.axhline(floor.asr.mean(), color="grey", ls="--", label="clean victim (floor)")
+    for ax, name in ((ax_asr, "ASR (non-target images)"), (ax_ba, "benign accuracy")):
+        ax.set_xscale("log")
+        ax.set_xlabel("poisoned records (0 drawn at 0.5)" if n_images is None else f"poisoned records of {n_images:,.0f} (0 drawn at 0.5)")
+        ax.set_ylabel(name)
+        ax.set_ylim(-0.02, 1.02)
+    ax_asr.legend(fontsize=7)
+    fig.suptitle(f"{TASK_NAMES[task]} task; error bars: std over seeds where there are several")
+    fig.tight_layout()
+    return fig
+
+
+def plot_matrix(frame: pd.DataFrame, metric: str = "asr"):
+    """A heat map of `metric` over (backbone, task, trigger) x attack."""
+    table = matrix_table(frame)[metric]
+    fig, ax = plt.subplots(figsize=(1.6 * len(table.columns) + 2.5, 0.38 * len(table) + 1.2))
+    image = ax.imshow(table.to_numpy(dtype=float), vmin=0, vmax=1, cmap="magma", aspect="auto")
+    ax.set_xticks(range(len(table.columns)), table.columns, rotation=20, ha="right")
+    ax.set_yticks(range(len(table)), [" / ".join(i) for i in table.index])
+    for (i, j), value in np.ndenumerate(table.to_numpy(dtype=float)):
+        ax.text(j, i, "" if np.isnan(value) else f"{value:.2f}", ha="center", va="center",
+                color="black" if value > 0.5 else "white", fontsize=8)
+    fig.colorbar(image, ax=ax, label=metric.upper())
+    ax.set_title(f"{metric.upper()} across backbones, tasks and triggers")
+    fig.tight_layout()
+    return fig
+
+
+def write_report(frame: pd.DataFrame, out_dir, defenses: list[dict] = ()) -> None:
+    """`results.md` (sweep and matrix tables, as markdown) and the figures, from the records."""
+    out = Path(out_dir)
+    parts = [f"# Results ({len(frame)} records)\n"]
+    if not frame.empty:
+        parts += ["## Poison-count sweep (5-class task, ResNet, patch trigger)\n",
+                  sweep_table(frame).round(3).to_markdown(index=False), ""]
+        parts += ["## Robustness matrix: benign accuracy and ASR at 5 poisoned records\n",
+                  matrix_table(frame).round(3).to_markdown(), ""]
+        for name, fig in (("sweep.png", plot_sweep(frame)), ("matrix_asr.png", plot_matrix(frame, "asr")),
+                          ("matrix_ba.png", plot_matrix(frame, "ba"))):
+            fig.savefig(out / name, dpi=120)
+            plt.close(fig)
+    if defenses:
+        parts += ["## Defenses (ResNet, patch trigger; BadDist = target variant)\n",
+                  defense_table(list(defenses)).round(3).to_markdown(), ""]
+    (out / TABLES).write_text("\n".join(parts) + "\n")

@@ -1,0 +1,100 @@
+"""The experiment plan, the resumable runner and its report; the defense table's rows."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import mini_medclip.reproduce as reproduce_module
+from mini_medclip.attacks.experiment import Run
+from mini_medclip.reproduce import (
+    default_plan, defense_record, defense_table, load_results, matrix_plan, matrix_table, reproduce, sweep_plan, sweep_table,
+)
+
+TASKS = ("five_class", "covid", "rsna")
+
+
+@pytest.mark.parametrize("params, words", [
+    ({"backbone": "lenet"}, ["'lenet'", "resnet", "vit"]),
+    ({"attack": "badnets"}, ["'badnets'", "badmatch", "baddist+badmatch"]),
+    ({"attack": "clean", "count": 3}, ["'clean'", "count 3", "expected 0"]),
+    ({"attack": "badmatch", "count": 0}, ["'badmatch'", "at least one"]),
+    ({"variant": "sideways"}, ["'sideways'", "away", "target"]),
+])
+def test_bad_runs_name_the_value_and_the_choices(params, words):
+    with pytest.raises(ValueError) as err:
+        Run(**params)
+    assert all(w in str(err.value) for w in words)
+
+
+def test_runs_without_baddist_ignore_the_variant_in_their_key():
+    assert Run(attack="badmatch", variant="away").key() == Run(attack="badmatch", variant="target").key()
+    both = {Run(attack="baddist+badmatch", variant=v).key() for v in ("away", "target")}
+    assert len(both) == 2
+
+
+def test_default_plan_is_the_sweep_and_the_matrix_without_repeats():
+    plan = default_plan()
+    assert len(plan) == len({r.key() for r in plan})
+    assert {r.key() for r in sweep_plan() + matrix_plan()} == {r.key() for r in plan}
+    matrix = matrix_plan()
+    assert {(r.backbone, r.trigger) for r in matrix} == {(b, t) for b in ("resnet", "vit") for t in ("patch", "fourier")}
+    five = [r for r in sweep_plan() if r.count == 5 and r.attack == "badmatch"]
+    assert sorted(r.seed for r in five) == [0, 1, 2]  # several seeds where the count is small
+
+
+def _fake_records(preset, run, result, clean, data, device=None, seconds=0.0):
+    asr = {"clean": 0.02, "badmatch": 0.1, "baddist": 0.5, "baddist+badmatch": 0.9}[run.attack]
+    return [{"backbone": run.backbone, "trigger": run.trigger, "attack": run.attack, "attack_label": run.label,
+             "variant": run.variant if run.uses_baddist else None, "seed": run.seed, "task": task,
+             "poison_count": run.count, "poison_rate": run.count / 10_000, "ba": 0.8, "asr": asr + 0.01 * run.seed,
+             "asr_clean_model": 0.02, "robust_acc": 1 - asr, "seconds": seconds, "key": run.key()} for task in TASKS]
+
+
+@pytest.fixture
+def fake_pipeline(monkeypatch):
+    trained = []
+    monkeypatch.setattr(reproduce_module, "train_run", lambda preset, run, device=None: (trained.append(run) or run, []))
+    monkeypatch.setattr(reproduce_module, "evaluate_run", _fake_records)
+    monkeypatch.setattr(reproduce_module, "embedded_data", lambda cfg: (None, None, {}))
+    return trained
+
+
+def test_reproduce_resumes_where_it_stopped_and_writes_the_report(tmp_path, fake_pipeline):
+    plan = [Run("resnet", "patch", "clean", 0), Run("resnet", "patch", "badmatch", 5),
+            Run("resnet", "patch", "baddist+badmatch", 5, variant="target"), Run("vit", "patch", "clean", 0)]
+    reproduce("tiny", tmp_path, plan=plan[:2], progress=False, with_defenses=False)
+    assert len(load_results(tmp_path)[0]) == 2 * len(TASKS)
+    first_calls = len(fake_pipeline)
+    frame = reproduce("tiny", tmp_path, plan=plan, progress=False, with_defenses=False)  # "started again"
+    assert fake_pipeline[first_calls::2] == plan[2:]  # only the missing runs trained (each with its clean floor)
+    assert len(frame) == len(plan) * len(TASKS) and frame.key.nunique() == len(plan)
+    report = (tmp_path / "results.md").read_text()
+    assert "Poison-count sweep" in report and "Robustness matrix" in report
+    assert all((tmp_path / name).exists() for name in ("sweep.png", "matrix_asr.png", "matrix_ba.png"))
+    stored = json.loads((tmp_path / "results.json").read_text())
+    assert stored["preset"] == "tiny" and stored["defenses"] == []
+
+
+def test_sweep_and_matrix_tables_average_over_seeds_and_pivot_attacks(tmp_path, fake_pipeline):
+    plan = [Run("resnet", "patch", "clean", 0)] + [Run("resnet", "patch", "badmatch", 5, s) for s in (0, 1, 2)]
+    frame = reproduce("tiny", tmp_path, plan=plan, progress=False, with_defenses=False)
+    sweep = sweep_table(frame).set_index(["attack_label", "poison_count"])
+    assert sweep.loc[("badmatch", 5), "asr"] == pytest.approx(0.11) and sweep.loc[("badmatch", 5), "seeds"] == 3
+    matrix = matrix_table(frame)
+    assert matrix.loc[("resnet", "5-class", "patch"), ("asr", "badmatch")] == pytest.approx(0.1)  # seed 0 only
+
+
+def test_reproduce_rejects_an_unknown_preset(tmp_path):
+    with pytest.raises(ValueError, match="'huge'.*tiny, full"):
+        reproduce("huge", tmp_path, plan=[], progress=False)
+
+
+def test_defense_rows_flatten_detection_and_mitigation_results():
+    detection = {"defense": "spectral", "attack": "badmatch", "poison_rate": 0.0005,
+                 "detection": {"auroc": 0.9, "tpr_at_fpr": 0.8, "fpr": 0.05, "found": 4, "poisoned": 5}}
+    mitigation = {"defense": "finetune", "attack": "badmatch", "poison_rate": 0.01,
+                  "mitigation": {"ba_before": 0.9, "asr_before": 0.9, "ba_after": 0.85, "asr_after": 0.1, "der": 0.875}}
+    table = defense_table([defense_record(detection), defense_record(mitigation)])
+    assert table.loc[("spectral", "badmatch @ 0.05%"), "found"] == 4
+    assert table.loc[("finetune", "badmatch @ 1%"), "der"] == pytest.approx(0.875)
