@@ -28,19 +28,21 @@ from .train import embedded_data
 RESULTS, TABLES = "results.json", "results.md"
 
 
-def sweep_plan(backbone: str = "resnet", trigger: str = "patch", counts=(1, 5, 10, 25), seeds=(0, 1, 2)) -> list[Run]:
-    """Poison counts for BadMatch alone and BadDist (both variants) + BadMatch, extra seeds at 5 records.
+def sweep_plan(backbone: str = "resnet", trigger: str = "patch", counts=(1, 5, 100), target_counts=(1, 5),
+               seeds=(0, 1, 2)) -> list[Run]:
+    """Poison counts for BadMatch alone and BadDist + BadMatch, extra seeds at 5 records.
 
     5 records is 0.05% of the `tiny` pool, the paper's headline rate; small counts are where the seed
-    matters, so they get several seeds.
+    matters, so they get several seeds. The target variant already succeeds with no poison at all (BadDist
+    alone), so it is only swept over `target_counts`.
     """
     runs = [Run(backbone, trigger, "clean", 0), *(Run(backbone, trigger, "baddist", 0, variant=v) for v in VARIANTS)]
     for count in counts:
-        runs += [Run(backbone, trigger, "badmatch", count)]
-        runs += [Run(backbone, trigger, "baddist+badmatch", count, variant=v) for v in VARIANTS]
+        runs += [Run(backbone, trigger, "badmatch", count), Run(backbone, trigger, "baddist+badmatch", count, variant="away")]
+        if count in target_counts:
+            runs += [Run(backbone, trigger, "baddist+badmatch", count, variant="target")]
     for seed in seeds[1:]:
-        runs += [Run(backbone, trigger, "clean", 0, seed)]
-        runs += [Run(backbone, trigger, "badmatch", 5, seed)]
+        runs += [Run(backbone, trigger, "clean", 0, seed), Run(backbone, trigger, "badmatch", 5, seed)]
         runs += [Run(backbone, trigger, "baddist+badmatch", 5, seed, variant=v) for v in VARIANTS]
     return runs
 
@@ -68,6 +70,18 @@ def load_results(out_dir) -> tuple[pd.DataFrame, list[dict]]:
     """(attack records as a DataFrame, defense records) from `out_dir/results.json`."""
     stored = json.loads((Path(out_dir) / RESULTS).read_text())
     return pd.DataFrame(stored["records"]), stored.get("defenses", [])
+
+
+def reference_results(preset: str = "tiny") -> tuple[pd.DataFrame, list[dict]]:
+    """The results `reproduce --preset PRESET` wrote when the course was released (shipped with the package).
+
+    Chapters that cannot afford every run show these and recompute a few runs live to check them.
+    """
+    folder = Path(__file__).parent / "reference_results" / preset
+    if not (folder / RESULTS).exists():
+        raise FileNotFoundError(f"no reference results for preset {preset!r} in {folder}; run "
+                                f"`python -m mini_medclip reproduce --preset {preset} --out DIR` and load DIR instead")
+    return load_results(folder)
 
 
 def _write_json_atomic(path: Path, payload: dict) -> None:

@@ -338,3 +338,52 @@ def test_finetune_config_keeps_the_victims_settings_but_its_own_budget():
     assert cfg.train.target_temperature == 0.3 and cfg.model == victim.model
     with pytest.raises(ValueError, match="invalid steps 0"):
         FineTune(steps=0)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# evaluate_defense / the `defend` verb: every role's output layout, on an untrained model and tiny data
+
+
+@pytest.fixture
+def fake_victims(monkeypatch):
+    import mini_medclip.defenses.evaluate as evaluate_module
+    from mini_medclip.train import TrainResult
+
+    model, tokenizer, data = untrained_tiny_model()
+    small = (data[0], data[1], {name: data[2][name] for name in data[2]})
+    monkeypatch.setattr(evaluate_module, "embedded_data", lambda cfg: small)
+    monkeypatch.setattr(evaluate_module, "train_run", lambda preset, run, device=None: (
+        TrainResult(model, tokenizer), torch.tensor([1, 2, 3, 4, 5][: run.count], dtype=torch.long)))
+    return model
+
+
+FAST = {"decree": {"steps": 4, "batch_size": 4}, "finetune": {"steps": 2}, "cleanclip": {"steps": 2},
+        "strip": {"n_blends": 4}}
+
+
+@pytest.mark.parametrize("name", sorted(DEFENSES))
+def test_evaluate_defense_writes_the_documented_layout(name, fake_victims):
+    from mini_medclip.defenses.evaluate import evaluate_defense
+
+    result = evaluate_defense(name, "tiny", "badmatch", 0.0005, **FAST.get(name, {}))
+    assert result["defense"] == name
+    if name in ("finetune", "cleanclip"):
+        m = result["mitigation"]
+        assert set(m) == {"ba_before", "asr_before", "ba_after", "asr_after", "der"} and 0 <= m["der"] <= 1
+    else:
+        d = result["detection"]
+        assert {"auroc", "tpr_at_fpr", "fpr", "found", "poisoned"} <= set(d)
+        expected = {"decree": 1, "strip": None}.get(name, 5)  # encoders / triggered test images / records
+        assert d["poisoned"] == expected if expected is not None else d["poisoned"] > 0
+        assert d["auroc"] is None or 0 <= d["auroc"] <= 1
+
+
+def test_evaluate_defense_rejects_bad_settings(fake_victims):
+    from mini_medclip.defenses.evaluate import evaluate_defense
+
+    with pytest.raises(ValueError, match="'prayer'"):
+        evaluate_defense("prayer")
+    with pytest.raises(ValueError, match="'badnets'.*none, badmatch, baddist\\+badmatch"):
+        evaluate_defense("spectral", attack="badnets")
+    with pytest.raises(ValueError, match="1.5"):
+        evaluate_defense("spectral", rate=1.5)

@@ -78,7 +78,7 @@ def strip_inputs(preset: str, run: Run, result, n_reference: int = 200):
     classifier = ZeroShotClassifier(result.model, result.tokenizer, prompts_for_classes(classes, text_pool))
     clean = five.images.batch(range(len(five)))
     triggered = make_trigger(run.trigger)(clean[five.targets != target_index])
-    references = image_pool.batch(range(len(image_pool) - n_reference, len(image_pool)))  # far from the poisons' draw order
+    references = image_pool.batch(range(max(0, len(image_pool) - n_reference), len(image_pool)))  # far from the poisons' draw order
     return classifier, references, clean, triggered
 
 
@@ -94,17 +94,32 @@ def evaluate_input_detector(detector: InputDetector, preset: str, run: Run, devi
     return _detection(scores, is_triggered, found), scores, is_triggered
 
 
-def evaluate_scanner(scanner: ModelScanner, preset: str, run: Run, device=None, n_images: int = 256) -> tuple[dict, list[dict]]:
-    """Scan clean victims (several seeds) and the suspect one; threshold from the clean ones, leave-one-out."""
-    _, _, eval_sets = embedded_data(base_config(preset, run))
-    images = eval_sets["five_class"].images.batch(range(n_images))
+def clean_scans(scanner: ModelScanner, preset: str, run: Run, device=None, n_images: int = 256) -> list[dict]:
+    """Scans of the clean victims of `SCANNER_CLEAN_SEEDS` (same backbone and protocol as `run`)."""
+    images = scanner_images(preset, run, n_images)
     scans = []
     for seed in SCANNER_CLEAN_SEEDS:
         model = train_run(preset, Run(run.backbone, run.trigger, "clean", 0, seed), device)[0].model
         scans.append({"model": f"clean seed {seed}", "backdoored": 0, **_scan(scanner, model, images)})
+    return scans
+
+
+def scanner_images(preset: str, run: Run, n_images: int = 256) -> torch.Tensor:
+    """The few clean images a consumer scans with: the first `n_images` of the 5-class test set."""
+    five = embedded_data(base_config(preset, run))[2]["five_class"]
+    return five.images.batch(range(min(n_images, len(five))))
+
+
+def evaluate_scanner(scanner: ModelScanner, preset: str, run: Run, device=None, clean: list[dict] | None = None) -> tuple[dict, list[dict]]:
+    """Scan the suspect victim; the clean victims' scans (`clean`, or made here) set the threshold.
+
+    Returns (detection dict, all scans); the AUROC is over clean (0) and suspect (1) encoders, `found` is 1
+    when the suspect's PL1 norm falls below the clean threshold.
+    """
+    scans = list(clean) if clean is not None else clean_scans(scanner, preset, run, device)
     if run.attack != "clean":
         model = train_run(preset, run, device)[0].model
-        scans.append({"model": run.label, "backdoored": 1, **_scan(scanner, model, images)})
+        scans.append({"model": run.label, "backdoored": 1, **_scan(scanner, model, scanner_images(preset, run))})
     clean_norms = [s["pl1_norm"] for s in scans if not s["backdoored"]]
     threshold = decision_threshold(clean_norms)
     found = sum(s["pl1_norm"] < threshold for s in scans if s["backdoored"])
@@ -122,7 +137,12 @@ def _scan(scanner: ModelScanner, model, images) -> dict:
 
 
 def evaluate_mitigation(mitigation: Mitigation, preset: str, run: Run, device=None) -> dict:
-    """BA and ASR (5-class task) before and after the repair, and the DER."""
+    """BA and ASR (5-class task) before and after the repair, and the DER.
+
+    A fine-tuning mitigation gets the victim's training config (its loss, temperature and schedule).
+    """
+    if isinstance(mitigation, FineTune):
+        mitigation.config = victim_config(base_config(preset, run))
     result, indices = train_run(preset, run, device)
     pool, text_pool, eval_sets = poisoned_pool(preset, run, indices)
     untouched = torch.ones(len(pool), dtype=torch.bool)
@@ -149,8 +169,6 @@ def evaluate_defense(name: str, preset: str = "tiny", attack: str = "badmatch", 
     run = victim_run(attack, count, variant=variant)
     defense = make_defense(name, **params)
     if isinstance(defense, Mitigation):
-        if isinstance(defense, FineTune):  # fine-tune with the loss and temperature the victim trained with
-            defense.config = victim_config(base_config(preset, run))
         return {"defense": name, "attack": attack, "poison_rate": rate, "mitigation": evaluate_mitigation(defense, preset, run, device)}
     if isinstance(defense, DataDetector):
         detection = evaluate_data_detector(defense, preset, run, device)[0]
@@ -164,5 +182,5 @@ def evaluate_defense(name: str, preset: str = "tiny", attack: str = "badmatch", 
 
 __all__ = [
     "ATTACK_NAMES", "evaluate_data_detector", "evaluate_defense", "evaluate_input_detector", "evaluate_mitigation",
-    "evaluate_scanner", "poisoned_pool", "strip_inputs", "victim_run",
+    "evaluate_scanner", "clean_scans", "scanner_images", "poisoned_pool", "strip_inputs", "victim_run",
 ]
