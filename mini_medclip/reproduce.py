@@ -178,28 +178,34 @@ def matrix_table(frame: pd.DataFrame, count: int = 5) -> pd.DataFrame:
     return table.reindex(columns=pd.MultiIndex.from_product([["ba", "asr"], order]))
 
 
+SWEEP_LINES = {  # one line per attacker; 0 records = the run without BadMatch (clean, or BadDist alone)
+    "clean": "BadMatch alone", "badmatch": "BadMatch alone",
+    "baddist (away)": "BadDist (away) + BadMatch", "baddist+badmatch (away)": "BadDist (away) + BadMatch",
+    "baddist (target)": "BadDist (target) + BadMatch", "baddist+badmatch (target)": "BadDist (target) + BadMatch",
+}
+
+
 def plot_sweep(frame: pd.DataFrame, task: str = "five_class"):
-    """The headline figure: ASR and BA against the number of poisoned records, one line per attack."""
+    """The headline figure: ASR and BA against the number of poisoned records, one line per attacker."""
     table = sweep_table(frame, task)
-    floor = frame[(frame.task == task) & (frame.attack == "clean") & (frame.backbone == "resnet") & (frame.trigger == "patch")]
+    table = table.assign(line=table.attack_label.map(SWEEP_LINES))
     n_images = frame.poison_count.max() / frame.poison_rate.max() if frame.poison_rate.max() > 0 else None
     fig, (ax_asr, ax_ba) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for label, rows in table.groupby("attack_label"):
-        if label == "clean":
-            continue
+    for label, rows in table.groupby("line", sort=False):
         rows = rows.sort_values("poison_count")
-        x = rows.poison_count.clip(lower=0.5)  # count 0 (BadDist alone) drawn at 0.5 on the log axis
+        x = rows.poison_count.clip(lower=0.5)  # 0 records drawn at 0.5 on the log axis
         ax_asr.errorbar(x, rows.asr, yerr=rows.asr_seed_std.fillna(0), marker="o", capsize=3, label=label)
         ax_ba.plot(x, rows.ba, marker="o", label=label)
-    ax_ba.axhline(floor.ba.mean(), color="grey", ls="--", label="clean victim")
-    ax_asr.axhline(floor.asr.mean(), color="grey", ls="--", label="clean victim (floor)")
+    counts = sorted(table.poison_count.unique())
     for ax, name in ((ax_asr, "ASR (non-target images)"), (ax_ba, "benign accuracy")):
         ax.set_xscale("log")
-        ax.set_xlabel("poisoned records (0 drawn at 0.5)" if n_images is None else f"poisoned records of {n_images:,.0f} (0 drawn at 0.5)")
+        ax.set_xticks([max(c, 0.5) for c in counts], [str(c) for c in counts])
+        ax.minorticks_off()
+        ax.set_xlabel("poisoned records" + ("" if n_images is None else f" (of {n_images:,.0f})"))
         ax.set_ylabel(name)
         ax.set_ylim(-0.02, 1.02)
-    ax_asr.legend(fontsize=7)
-    fig.suptitle(f"{TASK_NAMES[task]} task; error bars: std over seeds where there are several")
+    ax_asr.legend(fontsize=8)
+    fig.suptitle(f"{TASK_NAMES[task]} task, ResNet, patch trigger; error bars: std over 3 seeds at 5 records")
     fig.tight_layout()
     return fig
 
