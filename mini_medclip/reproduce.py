@@ -218,8 +218,8 @@ def plot_matrix(frame: pd.DataFrame, metric: str = "asr"):
     ax.set_xticks(range(len(table.columns)), table.columns, rotation=20, ha="right")
     ax.set_yticks(range(len(table)), [" / ".join(i) for i in table.index])
     for (i, j), value in np.ndenumerate(table.to_numpy(dtype=float)):
-        ax.text(j, i, "" if np.isnan(value) else f"{value:.2f}", ha="center", va="center",
-                color="black" if value > 0.5 else "white", fontsize=8)
+        ax.text(j, i, "not run" if np.isnan(value) else f"{value:.2f}", ha="center", va="center",
+                color="grey" if np.isnan(value) else "black" if value > 0.5 else "white", fontsize=8)
     fig.colorbar(image, ax=ax, label=metric.upper())
     ax.set_title(f"{metric.upper()} across backbones, tasks and triggers")
     fig.tight_layout()
