@@ -103,6 +103,7 @@ def run_training(cfg: Config, out_dir, data=None, progress: bool = True, attack=
 
         indices = choose_poison_indices(image_pool.labels, attack.rate, attack.target, attack.seed)
         image_pool = poison_image_pool(image_pool, indices, attack.make_trigger(), attack.target)
+    _claim_run_folder(out_dir, cfg, attack, baddist)
     encoder_init, train_cfg = None, cfg
     if baddist is not None:
         from .attacks.baddist import build_baddist_model, victim_config
@@ -113,11 +114,33 @@ def run_training(cfg: Config, out_dir, data=None, progress: bool = True, attack=
                    image_encoder_init=encoder_init)
     metrics = _write_metrics(out_dir, result.model, result.tokenizer, train_cfg, data, result.seconds)
     if attack is not None:
-        config = {**attack.to_dict(), "baddist": None if baddist is None else baddist.to_dict()}
+        protocol = "from scratch (chapter 5)" if baddist is None else "victim fine-tuning from the tampered release (chapter 6)"
+        config = {**attack.to_dict(), "baddist": None if baddist is None else baddist.to_dict(), "protocol": protocol}
         metrics["attack"] = {"config": config,
                              **attack_metrics(result.model, result.tokenizer, data, attack, len(indices))}
         (Path(out_dir) / METRICS).write_text(json.dumps(metrics, indent=2))
     return metrics
+
+
+def _claim_run_folder(out_dir, cfg: Config, attack, baddist) -> None:
+    """Record what a run folder trains (`run.json`); refuse a folder that holds a different run.
+
+    The checkpoint alone knows only the training config, so without this a second `train` with another
+    attack into the same folder would resume (and return) the first run's model.
+    """
+    identity = {"config": cfg.to_dict(), "attack": None if attack is None else attack.to_dict(),
+                "baddist": None if baddist is None else baddist.to_dict()}
+    path = Path(out_dir) / "run.json"
+    if path.exists():
+        held = json.loads(path.read_text())
+        if held != identity:
+            describe = lambda i: "no attack" if i["attack"] is None else (  # noqa: E731
+                f"{'baddist+' if i['baddist'] else ''}badmatch rate {i['attack']['rate']}")
+            raise ValueError(f"{out_dir} holds another run ({describe(held)}), not this one ({describe(identity)}); "
+                             "use another output folder")
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(identity, indent=2))
 
 
 def checkpoint_folder(path) -> Path:

@@ -135,6 +135,9 @@ def reproduce(preset: str = "tiny", out_dir="reproduce", plan: list[Run] | None 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stored = json.loads((out / RESULTS).read_text()) if (out / RESULTS).exists() else {}
+    if stored.get("preset", preset) != preset:
+        raise ValueError(f"{out / RESULTS} holds results of preset {stored['preset']!r}, not {preset!r}; "
+                         f"use another output folder for preset {preset!r}")
     records, defenses = stored.get("records", []), stored.get("defenses", [])
     done = {r["key"] for r in records}
     plan = default_plan() if plan is None else plan
@@ -153,9 +156,6 @@ def reproduce(preset: str = "tiny", out_dir="reproduce", plan: list[Run] | None 
         result = evaluate_defense(name, preset, attack, rate, device=device)
         defenses.append({**defense_record(result), "seconds": time.perf_counter() - started})
         _write_json_atomic(out / RESULTS, {"preset": preset, "records": records, "defenses": defenses})
-    planned = {run.key() for run in plan}
-    records = [r for r in records if r["key"] in planned]  # the file holds exactly this plan's runs
-    _write_json_atomic(out / RESULTS, {"preset": preset, "records": records, "defenses": defenses})
     frame = pd.DataFrame(records)
     write_report(frame, out, defenses)
     return frame

@@ -144,3 +144,12 @@ def test_defend_refuses_a_rate_that_poisons_nothing(tmp_path, capsys):
     code = main(["defend", "--out", str(tmp_path), "--defense", "spectral", "--poison-rate", "0.00001"])
     err = capsys.readouterr().err
     assert code == 2 and "0.00001" in err.replace("1e-05", "0.00001") and "at least 1/10000" in err
+
+
+def test_train_refuses_a_folder_that_holds_another_attack(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(train_module, "embedded_data", lambda cfg: tiny_data(size=cfg.data.image_size))
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--steps", "2"]) == 0
+    code = main(["train", "--out", str(run), "--steps", "2", "--attack", "badmatch", "--poison-rate", "0.1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "holds another run (no attack)" in err and "badmatch rate 0.1" in err

@@ -98,3 +98,9 @@ def test_defense_rows_flatten_detection_and_mitigation_results():
     table = defense_table([defense_record(detection), defense_record(mitigation)])
     assert table.loc[("spectral", "badmatch @ 0.05%"), "found"] == 4
     assert table.loc[("finetune", "badmatch @ 1%"), "der"] == pytest.approx(0.875)
+
+
+def test_reproduce_refuses_a_folder_of_another_preset(tmp_path, fake_pipeline):
+    reproduce("tiny", tmp_path, plan=[Run("resnet", "patch", "clean", 0)], progress=False, with_defenses=False)
+    with pytest.raises(ValueError, match="preset 'tiny', not 'full'"):
+        reproduce("full", tmp_path, plan=[], progress=False, with_defenses=False)

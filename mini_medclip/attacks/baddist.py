@@ -202,7 +202,8 @@ def victim_config(cfg: Config, seed: int | None = None) -> Config:
     """How the foundation-model developer trains on top of a pretrained image encoder: half the steps of a
     from-scratch run at a quarter of its learning rate (fine-tuning, not retraining), optionally reseeded.
 
-    At the from-scratch rate the victim's own training washes the tampering out (chapter 6 shows it).
+    At the from-scratch rate and length the victim's own training washes part of the tampering out
+    (chapter 6 measures how much).
     """
     train_cfg = dataclasses.replace(cfg.train, steps=max(1, cfg.train.steps // 2), lr=cfg.train.lr / 4,
                                     seed=cfg.train.seed if seed is None else seed)

@@ -33,7 +33,7 @@ def target_label_vector(name: str = "No Finding") -> torch.Tensor:
     return vector
 
 
-def _check_rate(rate) -> None:
+def check_poison_rate(rate) -> None:
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
         raise ValueError(f"invalid poison rate {rate!r}; expected a fraction in [0, 1] (0.0005 = 0.05%)")
 
@@ -71,7 +71,7 @@ def choose_poison_indices(
     if (rate is None) == (count is None):
         raise ValueError(f"give exactly one of rate and count; got rate={rate!r}, count={count!r}")
     if rate is not None:
-        _check_rate(rate)
+        check_poison_rate(rate)
         count = round(rate * n)
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         raise ValueError(f"invalid poison count {count!r}; expected a non-negative integer")
@@ -148,7 +148,7 @@ class BadMatchConfig:
     def __post_init__(self):
         self.make_trigger()  # validates name and parameters
         label_index(self.target)
-        _check_rate(self.rate)
+        check_poison_rate(self.rate)
         try:
             json.dumps(self.trigger_params)
         except TypeError as err:
@@ -193,6 +193,6 @@ def build_poisoned_model(
 
 
 __all__ = [
-    "BadMatchConfig", "PoisonedImagePool", "build_poisoned_model", "choose_poison_indices", "poison_image_pool",
+    "check_poison_rate", "BadMatchConfig", "PoisonedImagePool", "build_poisoned_model", "choose_poison_indices", "poison_image_pool",
     "target_label_vector",
 ]

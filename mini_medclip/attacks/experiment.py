@@ -25,7 +25,6 @@ from .metrics import evaluate_attack
 
 ATTACKS = ("clean", "badmatch", "baddist", "baddist+badmatch")
 TASK_NAMES = {"five_class": "5-class", "covid": "COVID-like", "rsna": "RSNA-like"}
-RESULTS, TABLES = "results.json", "results.md"
 
 
 @dataclass(frozen=True)

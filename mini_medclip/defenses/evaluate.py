@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from ..attacks.baddist import victim_config
-from ..attacks.badmatch import poison_image_pool
+from ..attacks.badmatch import check_poison_rate, poison_image_pool
 from ..attacks.experiment import Run, base_config, train_run
 from ..attacks.metrics import attack_classes, evaluate_attack
 from ..attacks.triggers import make_trigger
@@ -71,25 +71,33 @@ def evaluate_data_detector(detector: DataDetector, preset: str, run: Run, device
 
 
 def strip_inputs(preset: str, run: Run, result, n_reference: int = 200):
-    """(deployed classifier with "No Finding" among its classes, clean references, clean and triggered test images)."""
+    """(deployed classifier with "No Finding" among its classes, clean blend references, clean held-out
+    inputs to calibrate on, clean and triggered test images). References and held-out inputs are the last
+    training images, far from the poisons' draw order and disjoint from each other and from the test set."""
     image_pool, text_pool, eval_sets = embedded_data(base_config(preset, run))
     five = eval_sets["five_class"]
     classes, target_index = attack_classes(five, "No Finding")
     classifier = ZeroShotClassifier(result.model, result.tokenizer, prompts_for_classes(classes, text_pool))
     clean = five.images.batch(range(len(five)))
     triggered = make_trigger(run.trigger)(clean[five.targets != target_index])
-    references = image_pool.batch(range(max(0, len(image_pool) - n_reference), len(image_pool)))  # far from the poisons' draw order
-    return classifier, references, clean, triggered
+    n = len(image_pool)
+    references = image_pool.batch(range(max(0, n - n_reference), n))
+    held_out = image_pool.batch(range(max(0, n - 3 * n_reference), max(0, n - n_reference)))
+    return classifier, references, held_out, clean, triggered
 
 
 def evaluate_input_detector(detector: InputDetector, preset: str, run: Run, device=None) -> tuple[dict, torch.Tensor, torch.Tensor]:
-    """Clean test images (0) vs triggered non-target ones (1); `found` = triggered inputs flagged at the clean 5% cut."""
+    """Clean test images (0) vs triggered non-target ones (1).
+
+    `found` = triggered inputs above the threshold the deployer would set on held-out clean radiographs
+    (5% false rejections there); `tpr_at_fpr` is the ROC's operating point on the test images themselves.
+    """
     result, _ = train_run(preset, run, device)
-    classifier, references, clean, triggered = strip_inputs(preset, run, result)
+    classifier, references, held_out, clean, triggered = strip_inputs(preset, run, result)
     detector.fit(classifier, references)
     scores = torch.cat([detector.score(clean), detector.score(triggered)])
     is_triggered = torch.cat([torch.zeros(len(clean)), torch.ones(len(triggered))]).long()
-    threshold = detector.calibrate(clean, frr=FPR)
+    threshold = detector.calibrate(held_out, frr=FPR)
     found = int((scores[len(clean):] > threshold).sum())
     return _detection(scores, is_triggered, found), scores, is_triggered
 
@@ -160,8 +168,7 @@ def evaluate_mitigation(mitigation: Mitigation, preset: str, run: Run, device=No
 def evaluate_defense(name: str, preset: str = "tiny", attack: str = "badmatch", rate: float = 0.0005,
                      variant: str = "target", device=None, **params) -> dict:
     """`defense.json`'s content for defense `name` against the victim of (`attack`, `rate`)."""
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
-        raise ValueError(f"invalid poison rate {rate!r}; expected a fraction in [0, 1] (0.0005 = 0.05%)")
+    check_poison_rate(rate)
     n_images = base_config(preset, Run()).data.n_train_images
     count = round(rate * n_images)
     if attack != "none" and count < 1:
