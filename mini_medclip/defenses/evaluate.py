@@ -81,8 +81,9 @@ def strip_inputs(preset: str, run: Run, result, n_reference: int = 200):
     clean = five.images.batch(range(len(five)))
     triggered = make_trigger(run.trigger)(clean[five.targets != target_index])
     n = len(image_pool)
-    references = image_pool.batch(range(max(0, n - n_reference), n))
-    held_out = image_pool.batch(range(max(0, n - 3 * n_reference), max(0, n - n_reference)))
+    k = min(n_reference, n // 3)  # a small pool keeps a third for references and two thirds held out
+    references = image_pool.batch(range(n - k, n))
+    held_out = image_pool.batch(range(n - 3 * k, n - k))
     return classifier, references, held_out, clean, triggered
 
 
