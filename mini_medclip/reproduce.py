@@ -233,13 +233,15 @@ def write_report(frame: pd.DataFrame, out_dir, defenses: list[dict] = ()) -> Non
     if not frame.empty:
         parts += ["## Poison-count sweep (5-class task, ResNet, patch trigger)\n",
                   sweep_table(frame).round(3).to_markdown(index=False), ""]
+        matrix = matrix_table(frame).round(3)
+        matrix.columns = [f"{metric.upper()} {attack}" for metric, attack in matrix.columns]
         parts += ["## Robustness matrix: benign accuracy and ASR at 5 poisoned records\n",
-                  matrix_table(frame).round(3).to_markdown(), ""]
+                  matrix.reset_index().to_markdown(index=False), ""]
         for name, fig in (("sweep.png", plot_sweep(frame)), ("matrix_asr.png", plot_matrix(frame, "asr")),
                           ("matrix_ba.png", plot_matrix(frame, "ba"))):
             fig.savefig(out / name, dpi=120)
             plt.close(fig)
     if defenses:
         parts += ["## Defenses (ResNet, patch trigger; BadDist = target variant)\n",
-                  defense_table(list(defenses)).round(3).to_markdown(), ""]
+                  defense_table(list(defenses)).round(3).reset_index().to_markdown(index=False), ""]
     (out / TABLES).write_text("\n".join(parts) + "\n")
