@@ -18,6 +18,10 @@ from test_train import tiny_data
         (["train", "--out", "x", "--preset", "huge"], ["'huge'", "tiny", "full"]),
         (["train", "--out", "x", "--steps", "0"], ["'0'", "expected a positive integer"]),
         (["fly"], ["'fly'", "train", "evaluate", "data"]),
+        (["defend", "--out", "x", "--defense", "prayer"], ["'prayer'", "spectral", "strip", "decree", "cleanclip"]),
+        (["defend", "--out", "x", "--defense", "strip", "--attack", "baddist"], ["'baddist'", "none", "badmatch"]),
+        (["reproduce", "--out", "x", "--preset", "huge"], ["'huge'", "tiny", "full"]),
+        (["train", "--out", "x", "--attack", "badnets"], ["'badnets'", "baddist+badmatch"]),
     ],
 )
 def test_bad_options_exit_nonzero_with_one_line_naming_the_choices(argv, expected, capsys):
@@ -124,20 +128,6 @@ def test_train_with_baddist_badmatch_fine_tunes_from_the_tampered_release(tmp_pa
     assert metrics["config"]["train"]["steps"] == 2  # the victim fine-tunes: half the steps of the run asked for
     assert metrics["attack"]["config"]["baddist"]["variant"] == "target"
     assert all(metrics["attack"][t]["poisoned"] == 6 for t in ("five_class", "covid", "rsna"))
-
-
-@pytest.mark.parametrize("argv, expected", [
-    (["defend", "--out", "x", "--defense", "prayer"], ["'prayer'", "spectral", "strip", "decree", "cleanclip"]),
-    (["defend", "--out", "x", "--defense", "strip", "--attack", "baddist"], ["'baddist'", "none", "badmatch"]),
-    (["reproduce", "--out", "x", "--preset", "huge"], ["'huge'", "tiny", "full"]),
-    (["train", "--out", "x", "--attack", "badnets"], ["'badnets'", "baddist+badmatch"]),
-])
-def test_new_verbs_reject_bad_options_in_one_line(argv, expected, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    assert exit_info.value.code != 0
-    err = capsys.readouterr().err
-    assert all(word in err for word in expected) and err.count("\n") == 1
 
 
 def test_defend_refuses_a_rate_that_poisons_nothing(tmp_path, capsys):
