@@ -4,13 +4,16 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# One model cache for nbval and the book build, so the book's second execution reuses trained models.
+# One model cache for the notebook checks and the book build, so the book's second execution reuses trained models.
 export MINI_MEDCLIP_CACHE ?= $(CURDIR)/.cache/models
 export PYTHONHASHSEED := 0
 # pip here prints a warning for every missing local index folder; hide that noise only.
 PIP_QUIET := 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 
-.PHONY: venv book test unit notebooks bench clean
+.PHONY: venv book test unit notebooks colab colab-oldest bench clean
+
+# The learner's environment: the wheel alone, Python 3.12, no jupyter-book (tools/colab_check.py).
+COLAB_PYTHON ?= python3.12
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -27,13 +30,22 @@ book: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest tests -q -p no:cacheprovider
 
+# Notebooks run in the repository's venv (quick local iteration; not part of `make test`).
 notebooks: $(STAMP)
 	$(PY) -m pytest book --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider -p no:python -q
 
-test: unit notebooks book
+# Every chapter cold, alone, from the wheel, at the newest versions that install: the notebook test.
+colab: $(STAMP)
+	$(PY) tools/colab_check.py --venv .venv-colab --python $(COLAB_PYTHON)
+
+# The same at the oldest versions the ranges admit, warm from the cache `colab` filled.
+colab-oldest: $(STAMP)
+	$(PY) tools/colab_check.py --venv .venv-colab-oldest --python $(COLAB_PYTHON) --constraints tools/oldest.txt
+
+test: unit colab book colab-oldest
 
 bench: $(STAMP)
 	$(PY) benchmarks/phantom_speed.py
 
 clean:
-	rm -rf _build .cache
+	rm -rf _build .cache .venv-colab .venv-colab-oldest .venv-colab-wheel .venv-colab-oldest-wheel

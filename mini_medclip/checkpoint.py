@@ -38,7 +38,7 @@ class CheckpointError(ValueError):
     """A checkpoint folder that cannot be trusted: missing, corrupt, or built by another version/config."""
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -103,7 +103,7 @@ def save_checkpoint(folder, model: MedCLIP, tokenizer, cfg: Config, meta: dict |
         if train_state is not None:
             torch.save(train_state, tmp / TRAIN_STATE)
         files = sorted(p.name for p in tmp.iterdir() if p.is_file())
-        (tmp / MANIFEST).write_text(json.dumps({name: _sha256(tmp / name) for name in files}, indent=2))
+        (tmp / MANIFEST).write_text(json.dumps({name: sha256_file(tmp / name) for name in files}, indent=2))
     return folder
 
 
@@ -124,7 +124,7 @@ def verify_checkpoint(folder) -> dict:
         path = folder / name
         if not path.is_file():
             raise CheckpointError(f"{path}: missing (listed in {MANIFEST})")
-        if _sha256(path) != expected:
+        if sha256_file(path) != expected:
             raise CheckpointError(f"{path}: sha256 differs from {MANIFEST}; the file is corrupt or was edited")
     try:
         info = json.loads((folder / CONFIG).read_text())

@@ -218,6 +218,28 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _cmd_cache(args) -> int:
+    from . import bundle
+    from .cache import cache_root
+
+    root = cache_root()
+    if args.action == "list":
+        entries = bundle.list_entries(root)
+        for e in entries:
+            status = "ok" if e.valid else f"UNUSABLE: {e.problem}"
+            print(f"{e.name}  {e.preset:5s}  {e.size / 1e6:8.1f} MB  {json.dumps(e.extra_key, sort_keys=True)[:90]}  {status}")
+        print(f"{len(entries)} entries, {sum(e.size for e in entries) / 1e6:.1f} MB in {root}")
+    elif args.action == "export":
+        digest = bundle.export_bundle(args.out, root)
+        print(f"wrote {args.out} ({Path(args.out).stat().st_size / 1e6:.1f} MB); publish its sha256 with it:\n{digest}")
+    elif args.action == "import":
+        names = bundle.import_bundle(args.source, args.sha256, root)
+        print(f"verified and imported {len(names)} entries into {root}")
+    else:
+        print(f"removed {bundle.clear_cache(root)} entries from {root}")
+    return 0
+
+
 def _rate(text: str) -> float:
     try:
         value = float(text)
@@ -279,6 +301,17 @@ def build_parser() -> argparse.ArgumentParser:
     defend.add_argument("--out", required=True, help="output folder for defense.json")
     defend.set_defaults(run=_cmd_defend)
 
+    cache = verbs.add_parser("cache", help="the model cache: list, clear, export a verified bundle, import one")
+    actions = cache.add_subparsers(dest="action", required=True, parser_class=_OneLineParser)
+    actions.add_parser("list", help="what is cached: entry, preset, size, what it is keyed on, whether it verifies")
+    actions.add_parser("clear", help="delete every cached model")
+    export = actions.add_parser("export", help="write every cached model into one tar with a sha256 manifest")
+    export.add_argument("--out", required=True, help="the bundle file to write, e.g. mini-medclip-tiny.tar")
+    import_ = actions.add_parser("import", help="verify a bundle against its published sha256, then add its models")
+    import_.add_argument("source", help="a bundle file, or an https:// URL (downloads resume)")
+    import_.add_argument("--sha256", required=True, help="the digest the bundle's publisher printed on export")
+    cache.set_defaults(run=_cmd_cache)
+
     evaluate = verbs.add_parser("evaluate", help="recompute metrics.json from a checkpoint")
     evaluate.add_argument("--checkpoint", required=True, help="a run folder written by train, or a checkpoint folder")
     evaluate.add_argument("--out", required=True, help="output folder for metrics.json")
@@ -290,6 +323,6 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:
         print(f"mini_medclip {args.verb}: error: {err}", file=sys.stderr)
         return 2

@@ -8,7 +8,7 @@ import torch
 
 from mini_medclip import cache
 from mini_medclip.cache import cache_key, cached_model, data_fingerprint, entry_path
-from mini_medclip.checkpoint import CONFIG, MANIFEST, WEIGHTS, _sha256
+from mini_medclip.checkpoint import CONFIG, MANIFEST, WEIGHTS, sha256_file
 from mini_medclip.train import train
 from test_train import tiny_config, tiny_data
 
@@ -83,7 +83,7 @@ def test_an_entry_whose_stored_config_differs_is_rebuilt(builds):
     info["config"]["train"]["lr"] = 0.5  # consistent hashes, wrong content: as if another run wrote here
     (folder / CONFIG).write_text(json.dumps(info))
     manifest = json.loads((folder / MANIFEST).read_text())
-    manifest[CONFIG] = _sha256(folder / CONFIG)
+    manifest[CONFIG] = sha256_file(folder / CONFIG)
     (folder / MANIFEST).write_text(json.dumps(manifest))
     with pytest.warns(UserWarning, match="stored config or cache key differs"):
         cached_model(cfg, device="cpu", build=build)

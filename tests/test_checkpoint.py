@@ -13,7 +13,7 @@ from mini_medclip.checkpoint import (
     MANIFEST,
     WEIGHTS,
     CheckpointError,
-    _sha256,
+    sha256_file,
     atomic_folder,
     load_checkpoint,
     load_train_state,
@@ -48,7 +48,7 @@ def _rewrite_config(folder, edit) -> None:
     edit(info)
     (folder / CONFIG).write_text(json.dumps(info))
     manifest = json.loads((folder / MANIFEST).read_text())
-    manifest[CONFIG] = _sha256(folder / CONFIG)
+    manifest[CONFIG] = sha256_file(folder / CONFIG)
     (folder / MANIFEST).write_text(json.dumps(manifest))
 
 

@@ -1,0 +1,116 @@
+"""Run the chapters the way a learner's fresh runtime does: from the built wheel alone, one notebook at a time.
+
+    python tools/colab_check.py --venv .venv-colab --python python3.12 [--constraints tools/oldest.txt]
+
+1. Build the wheel from the checkout (`pip wheel --no-deps`).
+2. Make a virtual environment with the given interpreter and install the wheel plus what Colab ships for
+   running notebooks (IPython, ipykernel) and the test runner (pytest, nbval), never jupyter-book or
+   myst-nb; `--constraints` pins the other end of the supported ranges.
+3. Copy every chapter alone into its own empty temporary folder outside the repository and execute it
+   there under nbval, with no PYTHONPATH: a chapter that imports from the repository tree, or reads a
+   file the wheel lacks, fails.
+
+The model cache (`MINI_MEDCLIP_CACHE`) is shared with the caller, so a second run is warm.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNNER = ["pytest>=8", "nbval>=0.11,<0.12", "ipykernel>=6.29"]
+FORBIDDEN = ["myst_nb", "jupyter_book"]
+
+
+def run(cmd: list, **kwargs) -> None:
+    print("+", " ".join(map(str, cmd)), flush=True)
+    subprocess.run([str(c) for c in cmd], check=True, **kwargs)
+
+
+def build_wheel(out: Path) -> Path:
+    shutil.rmtree(out, ignore_errors=True)
+    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", out, ROOT])
+    (wheel,) = out.glob("mini_medclip-*.whl")
+    return wheel
+
+
+def prepare_venv(venv: Path, python: str, wheel: Path, constraints: Path | None) -> Path:
+    """Install the dependencies once per (interpreter, requirements, constraints); the wheel every time."""
+    interpreter = shutil.which(python)
+    if interpreter is None:
+        raise SystemExit(f"colab check: interpreter {python!r} not found; install it (pyenv install 3.12) or pass --python")
+    digest = hashlib.sha256()
+    for part in (interpreter, (ROOT / "pyproject.toml").read_text(), " ".join(RUNNER),
+                 constraints.read_text() if constraints else ""):
+        digest.update(part.encode())
+    stamp = venv / ".installed"
+    bin_python = venv / "bin" / "python"
+    if not stamp.exists() or stamp.read_text() != digest.hexdigest():
+        shutil.rmtree(venv, ignore_errors=True)
+        run([interpreter, "-m", "venv", venv])
+        pins = ["-c", constraints] if constraints else []
+        run([bin_python, "-m", "pip", "install", "-q", wheel, *RUNNER, *pins])
+        stamp.write_text(digest.hexdigest())
+    run([bin_python, "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", wheel])
+    return bin_python
+
+
+def check_isolation(python: Path) -> None:
+    """The environment must look like a learner's: the package from site-packages, no book tooling."""
+    probe = (
+        "import importlib.util, sys, mini_medclip, torch, transformers, tokenizers\n"
+        f"bad = [m for m in {FORBIDDEN!r} if importlib.util.find_spec(m)]\n"
+        "assert not bad, f'book tooling installed: {bad}'\n"
+        f"assert not mini_medclip.__file__.startswith({str(ROOT)!r}), mini_medclip.__file__\n"
+        "print(f'python {sys.version.split()[0]}, torch {torch.__version__}, transformers {transformers.__version__}, '"
+        "f'tokenizers {tokenizers.__version__}, mini_medclip from {mini_medclip.__file__}')\n"
+    )
+    run([python, "-c", probe], cwd=tempfile.gettempdir(), env=clean_env())
+
+
+def clean_env() -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV"}}
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if not p.startswith(str(ROOT)))
+    return env
+
+
+def chapters() -> list[Path]:
+    return sorted((ROOT / "book").glob("*.ipynb"))
+
+
+def run_chapters(python: Path, notebooks: list[Path]) -> None:
+    """Each notebook alone in a fresh folder; nbval starts its kernel there."""
+    scratch = Path(tempfile.mkdtemp(prefix="mini_medclip_colab_"))
+    copies = []
+    for notebook in notebooks:
+        folder = scratch / notebook.stem
+        folder.mkdir()
+        copies.append(shutil.copy(notebook, folder / notebook.name))
+    try:
+        run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax", "--nbval-current-env",
+             "--nbval-cell-timeout=900", "--durations=0", *copies], cwd=scratch, env=clean_env())
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--venv", type=Path, required=True, help="the environment to make (reused while its inputs match)")
+    parser.add_argument("--python", default="python3.12", help="interpreter for the environment (default python3.12)")
+    parser.add_argument("--constraints", type=Path, help="pip constraints, e.g. the oldest supported versions")
+    parser.add_argument("notebooks", nargs="*", type=Path, help="chapters to run (default: every chapter in book/)")
+    args = parser.parse_args()
+    wheel = build_wheel(args.venv.with_name(args.venv.name + "-wheel"))
+    python = prepare_venv(args.venv.resolve(), args.python, wheel, args.constraints)
+    check_isolation(python)
+    run_chapters(python, [p.resolve() for p in args.notebooks] or chapters())
+
+
+if __name__ == "__main__":
+    main()
