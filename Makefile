@@ -10,7 +10,7 @@ export PYTHONHASHSEED := 0
 # pip here prints a warning for every missing local index folder; hide that noise only.
 PIP_QUIET := 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 
-.PHONY: venv book test unit notebooks colab colab-oldest bench clean
+.PHONY: venv book test unit notebooks colab colab-oldest colab-envs bench clean
 
 # The learner's environment: the wheel alone, Python 3.12, no jupyter-book (tools/colab_check.py).
 COLAB_PYTHON ?= python3.12
@@ -34,15 +34,30 @@ unit: $(STAMP)
 notebooks: $(STAMP)
 	$(PY) -m pytest book --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider -p no:python -q
 
+# The two learner environments, built while the unit tests run (mostly downloads and unpacking).
+colab-envs: $(STAMP)
+	$(PY) tools/colab_check.py --venv .venv-colab --python $(COLAB_PYTHON) --prepare-only
+	$(PY) tools/colab_check.py --venv .venv-colab-oldest --python $(COLAB_PYTHON) --constraints tools/oldest.txt --prepare-only
+
 # Every chapter cold, alone, from the wheel, at the newest versions that install: the notebook test.
 colab: $(STAMP)
 	$(PY) tools/colab_check.py --venv .venv-colab --python $(COLAB_PYTHON)
 
-# The same at the oldest versions the ranges admit, warm from the cache `colab` filled.
+# The workshop path at the oldest versions the ranges admit: export the cache `colab` filled as a bundle
+# (the instructor), import it into an empty cache from the learner's environment, run every chapter warm.
+BUNDLE_DIR := $(CURDIR)/.cache/bundle
 colab-oldest: $(STAMP)
-	$(PY) tools/colab_check.py --venv .venv-colab-oldest --python $(COLAB_PYTHON) --constraints tools/oldest.txt
+	$(PY) tools/colab_check.py --venv .venv-colab-oldest --python $(COLAB_PYTHON) --constraints tools/oldest.txt --prepare-only
+	rm -rf $(BUNDLE_DIR) && mkdir -p $(BUNDLE_DIR)
+	$(PY) -m mini_medclip cache export --out $(BUNDLE_DIR)/mini-medclip-tiny.tar | tee $(BUNDLE_DIR)/export.txt
+	MINI_MEDCLIP_CACHE=$(BUNDLE_DIR)/imported .venv-colab-oldest/bin/python -m mini_medclip cache import \
+		$(BUNDLE_DIR)/mini-medclip-tiny.tar --sha256 "$$(tail -n 1 $(BUNDLE_DIR)/export.txt)"
+	MINI_MEDCLIP_CACHE=$(BUNDLE_DIR)/imported $(PY) tools/colab_check.py --venv .venv-colab-oldest \
+		--python $(COLAB_PYTHON) --constraints tools/oldest.txt
 
-test: unit colab book colab-oldest
+test: $(STAMP)
+	$(MAKE) -j2 unit colab-envs
+	$(MAKE) colab book colab-oldest
 
 bench: $(STAMP)
 	$(PY) benchmarks/phantom_speed.py

@@ -5,6 +5,7 @@ import hashlib
 import http.server
 import io
 import json
+import shutil
 import tarfile
 import threading
 from pathlib import Path
@@ -28,14 +29,24 @@ def _refuse(cfg, device):
     raise AssertionError("the cache should have held this model")
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    """A cache holding two real entries (untrained tiny models under two keys)."""
-    root = tmp_path / "cache"
-    monkeypatch.setenv("MINI_MEDCLIP_CACHE", str(root))
-    for seed in (0, 1):
-        cached_model(tiny_config(train__seed=seed), device="cpu", build=_build)
+@pytest.fixture(scope="module")
+def filled_cache(tmp_path_factory):
+    """A cache holding two real entries (untrained tiny models under two keys), built once per module."""
+    root = tmp_path_factory.mktemp("filled") / "cache"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MINI_MEDCLIP_CACHE", str(root))
+        for seed in (0, 1):
+            cached_model(tiny_config(train__seed=seed), device="cpu", build=_build)
     assert len(list_entries(root)) == 2
+    return root
+
+
+@pytest.fixture
+def cache(filled_cache, tmp_path, monkeypatch):
+    """A copy of the filled cache, set as this test's MINI_MEDCLIP_CACHE."""
+    root = tmp_path / "cache"
+    shutil.copytree(filled_cache, root)
+    monkeypatch.setenv("MINI_MEDCLIP_CACHE", str(root))
     return root
 
 

@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,18 +34,42 @@ def run(cmd: list, **kwargs) -> None:
     subprocess.run([str(c) for c in cmd], check=True, **kwargs)
 
 
+def pip(python, *args) -> None:
+    """pip, with the noise of this machine's missing local index folders filtered out of its stderr."""
+    print("+ pip", " ".join(map(str, args)), flush=True)
+    result = subprocess.run([str(python), "-m", "pip", *map(str, args)], stderr=subprocess.PIPE, text=True)
+    noise = "is ignored: it is neither a file nor a directory"
+    sys.stderr.write("".join(line + "\n" for line in result.stderr.splitlines() if noise not in line))
+    if result.returncode:
+        raise SystemExit(f"colab check: pip {' '.join(map(str, args[:3]))} ... failed (exit {result.returncode})")
+
+
 def build_wheel(out: Path) -> Path:
     shutil.rmtree(out, ignore_errors=True)
-    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", out, ROOT])
+    pip(sys.executable, "wheel", "-q", "--no-deps", "-w", out, ROOT)
     (wheel,) = out.glob("mini_medclip-*.whl")
     return wheel
 
 
+def find_interpreter(python: str) -> str:
+    """`python` as given if it runs, else the newest matching pyenv installation (pyenv's shim refuses a
+    version that is not the global one)."""
+    candidates = [shutil.which(python)]
+    version = python.removeprefix("python")
+    pyenv_root = subprocess.run(["pyenv", "root"], capture_output=True, text=True).stdout.strip() if shutil.which("pyenv") else ""
+    if pyenv_root and version:
+        installs = sorted(Path(pyenv_root, "versions").glob(f"{version}.*"), key=lambda p: [int(x) for x in p.name.split(".") if x.isdigit()])
+        candidates += [str(p / "bin" / python) for p in reversed(installs)]
+    for candidate in filter(None, candidates):
+        if subprocess.run([candidate, "-c", "import sys"], capture_output=True).returncode == 0:
+            return candidate
+    raise SystemExit(f"colab check: no working interpreter {python!r} (tried {candidates}); install it "
+                     f"(pyenv install {version or '3.12'}) or pass --python PATH")
+
+
 def prepare_venv(venv: Path, python: str, wheel: Path, constraints: Path | None) -> Path:
     """Install the dependencies once per (interpreter, requirements, constraints); the wheel every time."""
-    interpreter = shutil.which(python)
-    if interpreter is None:
-        raise SystemExit(f"colab check: interpreter {python!r} not found; install it (pyenv install 3.12) or pass --python")
+    interpreter = find_interpreter(python)
     digest = hashlib.sha256()
     for part in (interpreter, (ROOT / "pyproject.toml").read_text(), " ".join(RUNNER),
                  constraints.read_text() if constraints else ""):
@@ -54,10 +79,10 @@ def prepare_venv(venv: Path, python: str, wheel: Path, constraints: Path | None)
     if not stamp.exists() or stamp.read_text() != digest.hexdigest():
         shutil.rmtree(venv, ignore_errors=True)
         run([interpreter, "-m", "venv", venv])
-        pins = ["-c", constraints] if constraints else []
-        run([bin_python, "-m", "pip", "install", "-q", wheel, *RUNNER, *pins])
+        pins = ["-c", constraints.resolve()] if constraints else []
+        pip(bin_python, "install", "-q", wheel, *RUNNER, *pins)
         stamp.write_text(digest.hexdigest())
-    run([bin_python, "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", wheel])
+    pip(bin_python, "install", "-q", "--no-deps", "--force-reinstall", wheel)
     return bin_python
 
 
@@ -85,18 +110,28 @@ def chapters() -> list[Path]:
 
 
 def run_chapters(python: Path, notebooks: list[Path]) -> None:
-    """Each notebook alone in a fresh folder; nbval starts its kernel there."""
+    """Each notebook alone in a fresh folder (nbval starts its kernel there); a table of seconds at the end."""
     scratch = Path(tempfile.mkdtemp(prefix="mini_medclip_colab_"))
-    copies = []
-    for notebook in notebooks:
-        folder = scratch / notebook.stem
-        folder.mkdir()
-        copies.append(shutil.copy(notebook, folder / notebook.name))
+    seconds, failed = {}, []
     try:
-        run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax", "--nbval-current-env",
-             "--nbval-cell-timeout=900", "--durations=0", *copies], cwd=scratch, env=clean_env())
+        for notebook in notebooks:
+            folder = scratch / notebook.stem
+            folder.mkdir()
+            copy = shutil.copy(notebook, folder / notebook.name)
+            start = time.perf_counter()
+            result = subprocess.run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+                                     "--nbval-current-env", "--nbval-cell-timeout=900", copy], cwd=folder, env=clean_env())
+            seconds[notebook.stem] = time.perf_counter() - start
+            if result.returncode:
+                failed.append(notebook.stem)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    print("\ncolab check, seconds per chapter:")
+    for stem, value in seconds.items():
+        print(f"  {stem:>16s} {value:7.1f}  {'FAILED' if stem in failed else 'passed'}")
+    print(f"  {'total':>16s} {sum(seconds.values()):7.1f}", flush=True)
+    if failed:
+        raise SystemExit(f"colab check: {len(failed)} of {len(seconds)} chapters failed: {', '.join(failed)}")
 
 
 def main() -> None:
@@ -104,12 +139,14 @@ def main() -> None:
     parser.add_argument("--venv", type=Path, required=True, help="the environment to make (reused while its inputs match)")
     parser.add_argument("--python", default="python3.12", help="interpreter for the environment (default python3.12)")
     parser.add_argument("--constraints", type=Path, help="pip constraints, e.g. the oldest supported versions")
+    parser.add_argument("--prepare-only", action="store_true", help="build the wheel and the environment, run nothing")
     parser.add_argument("notebooks", nargs="*", type=Path, help="chapters to run (default: every chapter in book/)")
     args = parser.parse_args()
     wheel = build_wheel(args.venv.with_name(args.venv.name + "-wheel"))
     python = prepare_venv(args.venv.resolve(), args.python, wheel, args.constraints)
     check_isolation(python)
-    run_chapters(python, [p.resolve() for p in args.notebooks] or chapters())
+    if not args.prepare_only:
+        run_chapters(python, [p.resolve() for p in args.notebooks] or chapters())
 
 
 if __name__ == "__main__":
