@@ -202,6 +202,26 @@ def _verify_archive(archive: Path, sha256: str) -> None:
                           "the download is incomplete or not the bundle you were given")
 
 
+def foreign_entries(names: list[str], root: Path | None = None) -> list[str]:
+    """The entries whose training data this runtime would not render: they are valid but the cache never hits them.
+
+    The phantoms' random stream depends on the torch release, so a bundle made under another torch holds
+    models of other images; the cache key's data fingerprint keeps them from being used.
+    """
+    from .cache import data_fingerprint
+    from .config import DataConfig
+
+    root = Path(root or cache_root())
+    foreign, local = [], {}
+    for name in names:
+        info = verify_checkpoint(root / name)
+        data_cfg = DataConfig(**info["config"]["data"])
+        local.setdefault(data_cfg, data_fingerprint(data_cfg))
+        if info["meta"].get("cache_key", {}).get("data_fingerprint") != local[data_cfg]:
+            foreign.append(name)
+    return foreign
+
+
 def import_bundle(source: str, sha256: str, root: Path | None = None, max_bytes: int = 8 << 30) -> list[str]:
     """Verify the bundle at `source` (a file or an https URL) against `sha256`, then add its entries to the cache.
 

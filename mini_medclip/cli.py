@@ -235,6 +235,13 @@ def _cmd_cache(args) -> int:
     elif args.action == "import":
         names = bundle.import_bundle(args.source, args.sha256, root)
         print(f"verified and imported {len(names)} entries into {root}")
+        foreign = bundle.foreign_entries(names, root)
+        if foreign:
+            import torch
+
+            print(f"warning: {len(foreign)} of {len(names)} entries were trained on phantoms this runtime does not render "
+                  f"(torch {torch.__version__} draws other images from the same seed); chapters will retrain them. "
+                  "Ask for a bundle made with this torch release.", file=sys.stderr)
     else:
         print(f"removed {bundle.clear_cache(root)} entries from {root}")
     return 0

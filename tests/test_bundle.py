@@ -91,8 +91,15 @@ def test_round_trip_exports_verifies_and_imports_into_an_empty_cache(cache, tmp_
     assert bundle.clear_cache(cache) == 2 and list_entries(cache) == []
     assert import_bundle(str(archive), digest, cache) == names
     assert [e.name for e in list_entries(cache) if e.valid] == names
+    assert bundle.foreign_entries(names, cache) == []
     for seed in (0, 1):  # the chapters' cache lookups now hit without building
         cached_model(tiny_config(train__seed=seed), device="cpu", build=_refuse)
+
+
+def test_entries_trained_on_phantoms_this_runtime_does_not_render_are_reported(cache, monkeypatch):
+    names = [e.name for e in list_entries(cache)]
+    monkeypatch.setattr("mini_medclip.cache.data_fingerprint", lambda data_cfg: "another-torch-release")
+    assert bundle.foreign_entries(names, cache) == names
 
 
 def test_export_refuses_an_empty_cache(tmp_path):
