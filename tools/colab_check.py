@@ -92,7 +92,7 @@ def check_isolation(python: Path) -> None:
         "import importlib.util, sys, mini_medclip, torch, transformers, tokenizers\n"
         f"bad = [m for m in {FORBIDDEN!r} if importlib.util.find_spec(m)]\n"
         "assert not bad, f'book tooling installed: {bad}'\n"
-        f"assert not mini_medclip.__file__.startswith({str(ROOT)!r}), mini_medclip.__file__\n"
+        f"assert not mini_medclip.__file__.startswith({str(ROOT / 'mini_medclip')!r}), mini_medclip.__file__\n"
         "print(f'python {sys.version.split()[0]}, torch {torch.__version__}, transformers {transformers.__version__}, '"
         "f'tokenizers {tokenizers.__version__}, mini_medclip from {mini_medclip.__file__}')\n"
     )
