@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .cache import cache_root
-from .checkpoint import CheckpointError, sha256_file, verify_checkpoint
+from .checkpoint import CONFIG, CheckpointError, sha256_file, verify_checkpoint
 
 BUNDLE_MANIFEST = "bundle.json"
 BUNDLE_FORMAT = "mini-medclip-bundle/1"
@@ -213,8 +213,8 @@ def foreign_entries(names: list[str], root: Path | None = None) -> list[str]:
 
     root = Path(root or cache_root())
     foreign, local = [], {}
-    for name in names:
-        info = verify_checkpoint(root / name)
+    for name in names:  # just verified by import_bundle: read, do not hash again
+        info = json.loads((root / name / CONFIG).read_text())
         data_cfg = DataConfig(**info["config"]["data"])
         local.setdefault(data_cfg, data_fingerprint(data_cfg))
         if info["meta"].get("cache_key", {}).get("data_fingerprint") != local[data_cfg]:
