@@ -34,26 +34,37 @@ unit: $(STAMP)
 notebooks: $(STAMP)
 	$(PY) -m pytest book --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider -p no:python -q
 
-# The two learner environments, built while the unit tests run (mostly downloads and unpacking).
-colab-envs: $(STAMP)
-	$(PY) tools/colab_check.py --venv .venv-colab --python $(COLAB_PYTHON) --prepare-only
-	$(PY) tools/colab_check.py --venv .venv-colab-oldest --python $(COLAB_PYTHON) --constraints tools/oldest.txt --prepare-only
+# The package's wheel, built once per change of the package (what `pip install mini-medclip` would get).
+# setuptools stages files in build/, which is cleared first so that no deleted module rides along.
+VERSION := $(shell sed -n 's/^VERSION = "\(.*\)"/\1/p' mini_medclip/release.py)
+WHEEL := .cache/wheel/mini_medclip-$(VERSION)-py3-none-any.whl
+$(WHEEL): $(STAMP) pyproject.toml $(shell find mini_medclip -type f -not -path '*/__pycache__/*')
+	rm -rf build $(dir $(WHEEL))
+	$(PY) -m pip wheel -q --no-deps -w $(dir $(WHEEL)) . $(PIP_QUIET)
+	test -f $@
+COLAB = $(PY) tools/colab_check.py --python $(COLAB_PYTHON) --wheel $(WHEEL)
+OLDEST = --venv .venv-colab-oldest --constraints tools/oldest.txt --from-venv .venv-colab
+
+# The two learner environments, built while the unit tests run: a fresh one at the newest versions, and
+# the oldest end as a hard-linked copy of it in which pip replaces only the pinned packages.
+colab-envs: $(WHEEL)
+	$(COLAB) --venv .venv-colab --prepare-only
+	$(COLAB) $(OLDEST) --prepare-only
 
 # Every chapter cold, alone, from the wheel, at the newest versions that install: the notebook test.
-colab: $(STAMP)
-	$(PY) tools/colab_check.py --venv .venv-colab --python $(COLAB_PYTHON)
+colab: $(WHEEL)
+	$(COLAB) --venv .venv-colab
 
 # The workshop path at the oldest versions the ranges admit: export the cache `colab` filled as a bundle
 # (the instructor), import it into an empty cache from the learner's environment, run every chapter warm.
 BUNDLE_DIR := $(CURDIR)/.cache/bundle
-colab-oldest: $(STAMP)
-	$(PY) tools/colab_check.py --venv .venv-colab-oldest --python $(COLAB_PYTHON) --constraints tools/oldest.txt --prepare-only
+colab-oldest: $(WHEEL)
+	$(COLAB) $(OLDEST) --prepare-only
 	rm -rf $(BUNDLE_DIR) && mkdir -p $(BUNDLE_DIR)
 	$(PY) -m mini_medclip cache export --out $(BUNDLE_DIR)/mini-medclip-tiny.tar | tee $(BUNDLE_DIR)/export.txt
 	MINI_MEDCLIP_CACHE=$(BUNDLE_DIR)/imported .venv-colab-oldest/bin/python -m mini_medclip cache import \
 		$(BUNDLE_DIR)/mini-medclip-tiny.tar --sha256 "$$(tail -n 1 $(BUNDLE_DIR)/export.txt)"
-	MINI_MEDCLIP_CACHE=$(BUNDLE_DIR)/imported $(PY) tools/colab_check.py --venv .venv-colab-oldest \
-		--python $(COLAB_PYTHON) --constraints tools/oldest.txt
+	MINI_MEDCLIP_CACHE=$(BUNDLE_DIR)/imported $(COLAB) $(OLDEST)
 
 test: $(STAMP)
 	$(MAKE) -j2 unit colab-envs
@@ -63,4 +74,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/phantom_speed.py
 
 clean:
-	rm -rf _build .cache .venv-colab .venv-colab-oldest .venv-colab-wheel .venv-colab-oldest-wheel
+	rm -rf _build .cache build .venv-colab .venv-colab-oldest .venv-colab-wheel .venv-colab-oldest-wheel

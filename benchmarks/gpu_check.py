@@ -16,7 +16,8 @@ import torch
 
 from chapter_times import chapters, run
 from mini_medclip import get_config, pick_device
-from mini_medclip.train import embedded_data, train
+from mini_medclip.data.embedded import embedded_data
+from mini_medclip.train import train
 
 
 def peak_gib(device: torch.device) -> float:

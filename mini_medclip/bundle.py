@@ -33,8 +33,10 @@ from pathlib import Path, PurePosixPath
 from tqdm.auto import tqdm
 
 from . import __version__
-from .cache import cache_root
-from .checkpoint import CONFIG, CheckpointError, sha256_file, verify_checkpoint
+from .runtime import cache_root
+from .checkpoint import CONFIG, CheckpointError, verify_checkpoint
+from .data.store import STORE_DIR
+from .files import sha256_file
 
 BUNDLE_MANIFEST = "bundle.json"
 BUNDLE_FORMAT = "mini-medclip-bundle/1"
@@ -78,10 +80,11 @@ def list_entries(root: Path | None = None) -> list[CacheEntry]:
 
 
 def clear_cache(root: Path | None = None) -> int:
-    """Delete every model entry in the cache; return how many were deleted."""
+    """Delete every model entry and the rendered-data store; return how many model entries were deleted."""
     entries = list_entries(root)
     for entry in entries:
         shutil.rmtree(entry.path)
+    shutil.rmtree(Path(root or cache_root()) / STORE_DIR, ignore_errors=True)
     return len(entries)
 
 

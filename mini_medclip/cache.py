@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -24,30 +23,10 @@ import torch
 
 from . import __version__
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, verify_checkpoint
-from .config import Config, DataConfig
-from .data.label_sampler import sample_labels
-from .data.labeler import build_text_pool
-from .data.phantoms import render
-from .runtime import pick_device
-from .train import TrainResult, embedded_data, train
-
-FINGERPRINT_IMAGES = 4
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("MINI_MEDCLIP_CACHE", "~/.cache/mini_medclip")).expanduser()
-
-
-def data_fingerprint(data_cfg: DataConfig) -> str:
-    """A cheap hash of the data code's output: a few phantoms rendered at this size and seed, and the text pool."""
-    digest = hashlib.sha256()
-    labels = sample_labels(FINGERPRINT_IMAGES, seed=data_cfg.seed)
-    images = render(labels, data_cfg.image_size, seed=data_cfg.seed)
-    digest.update((images.clamp(0, 1) * 255).round().to(torch.uint8).numpy().tobytes())
-    text_pool = build_text_pool()
-    digest.update("\n".join(text_pool.sentences).encode())
-    digest.update(text_pool.labels.numpy().tobytes())
-    return digest.hexdigest()[:16]
+from .config import Config
+from .data.embedded import data_fingerprint, embedded_data
+from .runtime import cache_root, pick_device
+from .train import TrainResult, train
 
 
 def cache_key(cfg: Config, extra_key: dict | None = None) -> dict:
@@ -65,7 +44,7 @@ def entry_path(key: dict) -> Path:
     return cache_root() / f"{key['config']['preset']}-{hashlib.sha256(blob).hexdigest()[:16]}"
 
 
-def _build_embedded(cfg: Config, device) -> TrainResult:
+def _train_on_embedded_data(cfg: Config, device) -> TrainResult:
     image_pool, text_pool, eval_sets = embedded_data(cfg)
     return train(cfg, image_pool, text_pool, eval_sets, device=device)
 
@@ -99,7 +78,7 @@ def cached_model(
             return _load_entry(path, cfg, key, device)
         except CheckpointError as err:
             warnings.warn(f"model cache entry {path} is unusable, rebuilding it: {err}", stacklevel=2)
-    result = (build or _build_embedded)(cfg, device)
+    result = (build or _train_on_embedded_data)(cfg, device)
     meta = {"history": result.history, "train_seconds": result.seconds, "cache_key": key}
     save_checkpoint(path, result.model, result.tokenizer, cfg, meta=meta)
     return result

@@ -93,7 +93,8 @@ def run_training(cfg: Config, out_dir, data=None, progress: bool = True, attack=
     With `baddist` (a `BadDistConfig`) the run is chapter 6's victim: the image tower starts from the
     provider's tampered release of `cfg` (built or cached) and trains with `victim_config(cfg)`.
     """
-    from .train import embedded_data, train
+    from .data.embedded import embedded_data
+    from .train import train
 
     data = data or embedded_data(cfg)
     image_pool, text_pool, eval_sets = data
@@ -153,7 +154,7 @@ def run_evaluation(checkpoint, out_dir, data=None) -> dict:
     """Recompute `metrics.json` from a checkpoint alone (the numbers `train` wrote, for the same data)."""
     from .checkpoint import checkpoint_meta, load_checkpoint
     from .runtime import pick_device
-    from .train import embedded_data
+    from .data.embedded import embedded_data
 
     folder = checkpoint_folder(checkpoint)
     model, tokenizer, cfg = load_checkpoint(folder, pick_device())
@@ -220,7 +221,7 @@ def _cmd_evaluate(args) -> int:
 
 def _cmd_cache(args) -> int:
     from . import bundle
-    from .cache import cache_root
+    from .runtime import cache_root
 
     root = cache_root()
     if args.action == "list":
@@ -243,7 +244,7 @@ def _cmd_cache(args) -> int:
                   f"(torch {torch.__version__} draws other images from the same seed); chapters will retrain them. "
                   "Ask for a bundle made with this torch release.", file=sys.stderr)
     else:
-        print(f"removed {bundle.clear_cache(root)} entries from {root}")
+        print(f"removed {bundle.clear_cache(root)} model entries and the rendered data from {root}")
     return 0
 
 
@@ -311,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     cache = verbs.add_parser("cache", help="the model cache: list, clear, export a verified bundle, import one")
     actions = cache.add_subparsers(dest="action", required=True, parser_class=_OneLineParser)
     actions.add_parser("list", help="what is cached: entry, preset, size, what it is keyed on, whether it verifies")
-    actions.add_parser("clear", help="delete every cached model")
+    actions.add_parser("clear", help="delete every cached model and the rendered data")
     export = actions.add_parser("export", help="write every cached model into one tar with a sha256 manifest")
     export.add_argument("--out", required=True, help="the bundle file to write, e.g. mini-medclip-tiny.tar")
     import_ = actions.add_parser("import", help="verify a bundle against its published sha256, then add its models")

@@ -23,7 +23,7 @@ from .config import IMAGE_ENCODERS, PRESETS, get_config
 from .defenses.base import DEFENSES
 from .defenses.evaluate import evaluate_defense
 from .runtime import pick_device
-from .train import embedded_data
+from .data.embedded import embedded_data
 
 RESULTS, TABLES = "results.json", "results.md"
 
@@ -89,6 +89,28 @@ def reference_results(preset: str = "tiny") -> tuple[pd.DataFrame, list[dict]]:
         raise FileNotFoundError(f"no reference results for preset {preset!r} in {folder}; run "
                                 f"`python -m mini_medclip reproduce --preset {preset} --out DIR` and load DIR instead")
     return load_results(folder)
+
+
+# The verdicts chapters draw, and by which a live recomputation is checked against the stored results.
+BACKDOOR_ASR = 0.5  # a working backdoor: most triggered non-target images go to the target (clean floors ~0.03)
+RELIABLE_AUROC = 0.9  # a detector a curator could act on
+EFFECTIVE_DER = 0.75  # a mitigation that removes at least half of the ASR at no cost in BA
+
+
+def compare_with_stored(live: pd.Series, stored: pd.Series, cut: float) -> pd.DataFrame:
+    """Live and stored values side by side, each with its verdict (value >= `cut`).
+
+    Only the machine that wrote the stored results reproduces them to the digit. On another CPU (other
+    vector instructions) or on a GPU the rounding differs from the first step, training takes another
+    path, and a live number differs from its stored twin about as much as another seed's would. What must
+    agree is the verdict: `(table.live_verdict == table.stored_verdict).all()`.
+    """
+    table = pd.DataFrame({"live": live, "stored": stored})
+    if table.isna().any().any():
+        missing = table.index[table.isna().any(axis=1)].tolist()
+        raise ValueError(f"live and stored results do not cover the same rows; unmatched: {missing}")
+    return table.assign(difference=table.live - table.stored, live_verdict=table.live >= cut,
+                        stored_verdict=table.stored >= cut)
 
 
 def _write_json_atomic(path: Path, payload: dict) -> None:

@@ -1,8 +1,9 @@
-"""Where the code runs: device choice and seeding, so every chapter starts the same way."""
+"""Where the code runs: device choice, seeding and the cache folder, so every chapter starts the same way."""
 from __future__ import annotations
 
 import os
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,6 +19,11 @@ def pick_device() -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def cache_root() -> Path:
+    """Where trained models and rendered data are kept between runs: `$MINI_MEDCLIP_CACHE`, else ~/.cache/mini_medclip."""
+    return Path(os.environ.get("MINI_MEDCLIP_CACHE", "~/.cache/mini_medclip")).expanduser()
 
 
 def seed_everything(seed: int) -> torch.Generator:

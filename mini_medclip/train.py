@@ -24,7 +24,6 @@ from transformers import PreTrainedTokenizerFast, get_cosine_schedule_with_warmu
 
 from .checkpoint import CheckpointError, load_checkpoint, load_train_state, save_checkpoint, verify_checkpoint
 from .config import Config
-from .data.embedded import build_eval_sets, build_image_pool, build_text_pool
 from .data.labels import NUM_LABELS, label_index
 from .data.pools import EvalSet, ImagePool, TextPool
 from .losses import clip_loss, semantic_matching_loss
@@ -284,7 +283,3 @@ def _resume_point(cfg: Config, out_dir, device: torch.device) -> dict | None:
         raise CheckpointError(f"{out_dir}: stopped at step {meta['step']} without a train_state.pt to resume from")
     return {"model": model, "tokenizer": tokenizer, "meta": meta, "train_state": train_state}
 
-
-def embedded_data(cfg: Config) -> tuple[ImagePool, TextPool, dict[str, EvalSet]]:
-    """The course's default data for a config: phantom image pool, report sentences, the 3 evaluation sets."""
-    return build_image_pool(cfg.data), build_text_pool(), build_eval_sets(cfg.data)

@@ -8,11 +8,13 @@ import torch
 import torch.nn.functional as F
 
 import mini_medclip.attacks.baddist as baddist_module
+import mini_medclip.attacks.badmatch as badmatch_module
 import mini_medclip.cache as cache_module
 from mini_medclip.attacks.baddist import (
     BadDistConfig, badencoder_loss, baddist_loss, build_baddist_model, embedding_drift, freeze_normalisation,
-    tamper_image_encoder, victim_config,
+    build_victim_model, tamper_image_encoder, victim_config,
 )
+from mini_medclip.attacks.badmatch import BadMatchConfig
 from mini_medclip.config import get_config
 from mini_medclip.train import train
 from test_train import _same_weights, _weights, tiny_config, tiny_data, untrained_tiny_model
@@ -132,3 +134,23 @@ def test_release_swaps_only_the_image_encoder_and_is_cached(tmp_path, monkeypatc
     again = build_baddist_model(cfg, bcfg, device="cpu", progress=False)
     assert _same_weights(_weights(again.model), _weights(release.model))
     assert len(list(tmp_path.iterdir())) == 2  # the clean model and the tampered release
+
+
+def test_a_cached_victim_is_loaded_without_loading_the_release(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINI_MEDCLIP_CACHE", str(tmp_path))
+    fake = lambda cfg: tiny_data(size=cfg.data.image_size)  # noqa: E731
+    for module in (cache_module, baddist_module, badmatch_module):
+        monkeypatch.setattr(module, "embedded_data", fake)
+    monkeypatch.setattr(badmatch_module, "_training_labels", lambda cfg: fake(cfg)[0].labels)
+    cfg, attack = tiny_config(), BadMatchConfig(rate=0.05)
+    bcfg = BadDistConfig(epochs=1, batch_size=20, shadow_images=40)
+    victim, indices = build_victim_model(cfg, attack, bcfg, device="cpu")
+    assert len(list(tmp_path.iterdir())) == 3  # the clean release, the tampered release, the victim
+
+    def unreachable(*args, **kwargs):
+        raise AssertionError("the release was loaded for a cached victim")
+
+    monkeypatch.setattr(baddist_module, "build_baddist_model", unreachable)
+    monkeypatch.setattr(baddist_module, "clean_pretrained_model", unreachable)
+    again, again_indices = build_victim_model(cfg, attack, bcfg, device="cpu")
+    assert _same_weights(_weights(again.model), _weights(victim.model)) and torch.equal(again_indices, indices)

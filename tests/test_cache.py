@@ -6,9 +6,10 @@ import json
 import pytest
 import torch
 
-from mini_medclip import cache
+from mini_medclip.data import embedded
 from mini_medclip.cache import cache_key, cached_model, data_fingerprint, entry_path
-from mini_medclip.checkpoint import CONFIG, MANIFEST, WEIGHTS, sha256_file
+from mini_medclip.checkpoint import CONFIG, MANIFEST, WEIGHTS
+from mini_medclip.files import sha256_file
 from mini_medclip.train import train
 from test_train import tiny_config, tiny_data
 
@@ -95,5 +96,8 @@ def test_the_data_fingerprint_follows_the_renderer_and_the_data_config(monkeypat
     base = data_fingerprint(cfg.data)
     assert base == data_fingerprint(cfg.data)
     assert base != data_fingerprint(tiny_config(data__seed=1).data)
-    monkeypatch.setattr(cache, "render", lambda labels, size, seed: torch.zeros(len(labels), 1, size, size))
-    assert data_fingerprint(cfg.data) != base
+    monkeypatch.setattr(embedded, "render", lambda labels, size, seed: torch.zeros(len(labels), 1, size, size))
+    assert data_fingerprint(cfg.data) == base  # remembered for the process ...
+    data_fingerprint.cache_clear()
+    assert data_fingerprint(cfg.data) != base  # ... and recomputed from the renderer's output
+    data_fingerprint.cache_clear()

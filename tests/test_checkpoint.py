@@ -13,12 +13,11 @@ from mini_medclip.checkpoint import (
     MANIFEST,
     WEIGHTS,
     CheckpointError,
-    sha256_file,
-    atomic_folder,
     load_checkpoint,
     load_train_state,
     save_checkpoint,
 )
+from mini_medclip.files import atomic_folder, sha256_file
 from mini_medclip.models import MedCLIP
 from mini_medclip.tokenizer import train_tokenizer
 from test_train import tiny_config, tiny_data

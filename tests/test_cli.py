@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from mini_medclip import train as train_module
+from mini_medclip.data import embedded as embedded_module
 from mini_medclip.cli import main
 from test_train import tiny_data
 
@@ -39,7 +39,7 @@ def test_evaluate_without_a_checkpoint_is_a_one_line_error(tmp_path, capsys):
 
 
 def test_train_writes_metrics_that_evaluate_reproduces(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(train_module, "embedded_data", lambda cfg: tiny_data(size=cfg.data.image_size))
+    monkeypatch.setattr(embedded_module, "embedded_data", lambda cfg: tiny_data(size=cfg.data.image_size))
     run = tmp_path / "run"
     argv = ["train", "--preset", "tiny", "--out", str(run), "--steps", "2", "--loss", "clip", "--seed", "3"]
     assert main(argv) == 0
@@ -80,7 +80,7 @@ def test_data_with_an_invalid_preset_is_a_one_line_error(capsys):
 
 
 def test_train_with_badmatch_writes_attack_metrics_per_task(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(train_module, "embedded_data", lambda cfg: tiny_data(size=cfg.data.image_size))
+    monkeypatch.setattr(embedded_module, "embedded_data", lambda cfg: tiny_data(size=cfg.data.image_size))
     run = tmp_path / "poisoned"
     argv = ["train", "--out", str(run), "--steps", "2", "--attack", "badmatch", "--trigger", "patch", "--poison-rate", "0.1"]
     assert main(argv) == 0
@@ -110,7 +110,7 @@ def test_train_with_baddist_badmatch_fine_tunes_from_the_tampered_release(tmp_pa
     from mini_medclip.tokenizer import train_tokenizer
     from mini_medclip.train import TrainResult
 
-    monkeypatch.setattr(train_module, "embedded_data", lambda cfg: tiny_data(size=cfg.data.image_size))
+    monkeypatch.setattr(embedded_module, "embedded_data", lambda cfg: tiny_data(size=cfg.data.image_size))
     releases = []
 
     def fake_release(cfg, bcfg, device=None, progress=True):  # a stand-in provider model, untrained
@@ -137,7 +137,7 @@ def test_defend_refuses_a_rate_that_poisons_nothing(tmp_path, capsys):
 
 
 def test_train_refuses_a_folder_that_holds_another_attack(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(train_module, "embedded_data", lambda cfg: tiny_data(size=cfg.data.image_size))
+    monkeypatch.setattr(embedded_module, "embedded_data", lambda cfg: tiny_data(size=cfg.data.image_size))
     run = tmp_path / "run"
     assert main(["train", "--out", str(run), "--steps", "2"]) == 0
     code = main(["train", "--out", str(run), "--steps", "2", "--attack", "badmatch", "--poison-rate", "0.1"])

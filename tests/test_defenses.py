@@ -352,6 +352,7 @@ def fake_victims(monkeypatch):
     model, tokenizer, data = untrained_tiny_model()
     small = (data[0], data[1], {name: data[2][name] for name in data[2]})
     monkeypatch.setattr(evaluate_module, "embedded_data", lambda cfg: small)
+    monkeypatch.setattr(evaluate_module, "base_config", lambda preset, run: tiny_config())  # the fake model's size
     monkeypatch.setattr(evaluate_module, "train_run", lambda preset, run, device=None: (
         TrainResult(model, tokenizer), torch.tensor([1, 2, 3, 4, 5][: run.count], dtype=torch.long)))
     return model
@@ -376,6 +377,24 @@ def test_evaluate_defense_writes_the_documented_layout(name, fake_victims):
         expected = {"decree": 1, "strip": None}.get(name, 5)  # encoders / triggered test images / records
         assert d["poisoned"] == expected if expected is not None else d["poisoned"] > 0
         assert d["auroc"] is None or 0 <= d["auroc"] <= 1
+
+
+def test_a_repaired_model_is_cached_by_victim_and_settings(fake_victims, monkeypatch, isolated_model_cache):
+    from mini_medclip.defenses.evaluate import evaluate_defense
+
+    first = evaluate_defense("cleanclip", "tiny", "badmatch", 0.0005, steps=2)
+    assert len(list(isolated_model_cache.iterdir())) == 1
+
+    def unreachable(self, *args):
+        raise AssertionError("a cached repair was recomputed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(CleanCLIP, "apply", unreachable)
+        assert evaluate_defense("cleanclip", "tiny", "badmatch", 0.0005, steps=2) == first
+    evaluate_defense("cleanclip", "tiny", "badmatch", 0.0005, steps=2, inmodal_weight=0.5)  # other settings
+    evaluate_defense("finetune", "tiny", "badmatch", 0.0005, steps=2)  # another mitigation
+    evaluate_defense("cleanclip", "tiny", "badmatch", 0.001, steps=2)  # another victim
+    assert len(list(isolated_model_cache.iterdir())) == 4
 
 
 def test_evaluate_defense_rejects_bad_settings(fake_victims):

@@ -125,3 +125,50 @@ def test_sampler_is_deterministic_and_matches_the_real_table():
     devices = label_index("Support Devices")
     assert abs(labels[:, devices].mean() - real[devices]) < 0.02
     assert torch.allclose(labels.mean(0), restricted, atol=0.02)
+
+
+SMALL = dict(data__image_size=32, data__n_train_images=40, data__n_eval_per_class=4)
+
+
+def _fresh_process():
+    from mini_medclip.data import embedded
+
+    embedded._load_or_render.cache_clear()  # what a new process starts with: nothing in memory
+
+
+def test_the_embedded_data_is_rendered_once_per_data_config():
+    from mini_medclip.config import get_config
+    from mini_medclip.data.embedded import embedded_data
+
+    _fresh_process()
+    first = embedded_data(get_config("tiny", **SMALL))
+    assert embedded_data(get_config("tiny", **SMALL, train__lr=0.1)) is first  # only the data config matters
+    other = embedded_data(get_config("tiny", **SMALL, data__seed=1))
+    assert other is not first and not torch.equal(other[0].images, first[0].images)
+
+
+def test_a_new_process_reads_the_rendered_data_from_the_store(monkeypatch, isolated_model_cache):
+    from mini_medclip.config import get_config
+    from mini_medclip.data import embedded
+
+    _fresh_process()
+    cfg = get_config("tiny", **SMALL)
+    rendered = embedded.embedded_data(cfg)
+    (folder,) = (isolated_model_cache / "data").iterdir()
+    _fresh_process()
+    with monkeypatch.context() as patch:
+        patch.setattr(embedded, "render_pool", lambda *a, **k: pytest.fail("rendered although the store holds the data"))
+        stored = embedded.embedded_data(cfg)
+    assert torch.equal(stored[0].images, rendered[0].images) and torch.equal(stored[0].labels, rendered[0].labels)
+    for name, eval_set in rendered[2].items():
+        again = stored[2][name]
+        assert again.class_names == eval_set.class_names and torch.equal(again.targets, eval_set.targets)
+        assert torch.equal(again.images.images, eval_set.images.images)
+    # An altered entry is reported and rendered again, never read.
+    pools = folder / "pools.safetensors"
+    pools.write_bytes(pools.read_bytes()[:-10] + bytes(10))
+    _fresh_process()
+    with pytest.warns(UserWarning, match="sha256 differs"):
+        again = embedded.embedded_data(cfg)
+    assert torch.equal(again[0].images, rendered[0].images)
+    _fresh_process()

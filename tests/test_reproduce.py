@@ -8,7 +8,7 @@ import pytest
 import mini_medclip.reproduce as reproduce_module
 from mini_medclip.attacks.experiment import Run
 from mini_medclip.reproduce import (
-    default_plan, defense_record, defense_table, load_results, matrix_plan, matrix_table, reproduce, sweep_plan, sweep_table,
+    compare_with_stored, default_plan, defense_record, defense_table, load_results, matrix_plan, matrix_table, reproduce, sweep_plan, sweep_table,
 )
 
 TASKS = ("five_class", "covid", "rsna")
@@ -104,3 +104,16 @@ def test_reproduce_refuses_a_folder_of_another_preset(tmp_path, fake_pipeline):
     reproduce("tiny", tmp_path, plan=[Run("resnet", "patch", "clean", 0)], progress=False, with_defenses=False)
     with pytest.raises(ValueError, match="preset 'tiny', not 'full'"):
         reproduce("full", tmp_path, plan=[], progress=False, with_defenses=False)
+
+
+def test_live_and_stored_results_are_compared_by_their_verdicts():
+    import pandas as pd
+
+    live = pd.Series({"a": 0.84, "b": 0.03})
+    table = compare_with_stored(live, pd.Series({"a": 0.94, "b": 0.04}), cut=0.5)
+    assert (table.live_verdict == table.stored_verdict).all()
+    assert table.difference.round(3).tolist() == [-0.1, -0.01]
+    flipped = compare_with_stored(live, pd.Series({"a": 0.3, "b": 0.04}), cut=0.5)
+    assert flipped.live_verdict.tolist() == [True, False] and flipped.stored_verdict.tolist() == [False, False]
+    with pytest.raises(ValueError, match=r"unmatched: \['b', 'c'\]"):
+        compare_with_stored(live, pd.Series({"a": 0.9, "c": 0.1}), cut=0.5)

@@ -1,11 +1,15 @@
 """Run the chapters the way a learner's fresh runtime does: from the built wheel alone, one notebook at a time.
 
-    python tools/colab_check.py --venv .venv-colab --python python3.12 [--constraints tools/oldest.txt]
+    python tools/colab_check.py --venv .venv-colab --python python3.12 [--wheel FILE]
+    python tools/colab_check.py --venv .venv-colab-oldest --constraints tools/oldest.txt --from-venv .venv-colab
 
-1. Build the wheel from the checkout (`pip wheel --no-deps`).
+1. Build the wheel from the checkout (`pip wheel --no-deps`), or take the one `--wheel` names.
 2. Make a virtual environment with the given interpreter and install the wheel plus what Colab ships for
    running notebooks (IPython, ipykernel) and the test runner (pytest, nbval), never jupyter-book or
-   myst-nb; `--constraints` pins the other end of the supported ranges.
+   myst-nb; `--constraints` pins the other end of the supported ranges. `--from-venv` starts from a
+   hard-linked copy of a fresh environment of the same interpreter, so pip replaces only what the
+   constraints change (gigabytes of torch are not unpacked twice) and `pip check` confirms the result;
+   the copy's console scripts still name the base's interpreter, so everything here runs `python -m`.
 3. Copy every chapter alone into its own empty temporary folder outside the repository and execute it
    there under nbval, with no PYTHONPATH: a chapter that imports from the repository tree, or reads a
    file the wheel lacks, fails.
@@ -67,23 +71,44 @@ def find_interpreter(python: str) -> str:
                      f"(pyenv install {version or '3.12'}) or pass --python PATH")
 
 
-def prepare_venv(venv: Path, python: str, wheel: Path, constraints: Path | None) -> Path:
-    """Install the dependencies once per (interpreter, requirements, constraints); the wheel every time."""
+STAMP = ".installed"
+
+
+def prepare_venv(venv: Path, python: str, wheel: Path, constraints: Path | None, base: Path | None = None) -> Path:
+    """Install the dependencies once per (interpreter, requirements, constraints, base); the wheel every time."""
     interpreter = find_interpreter(python)
     digest = hashlib.sha256()
     for part in (interpreter, (ROOT / "pyproject.toml").read_text(), " ".join(RUNNER),
-                 constraints.read_text() if constraints else ""):
+                 constraints.read_text() if constraints else "", _base_stamp(base, interpreter) if base else ""):
         digest.update(part.encode())
-    stamp = venv / ".installed"
+    stamp = venv / STAMP
     bin_python = venv / "bin" / "python"
     if not stamp.exists() or stamp.read_text() != digest.hexdigest():
         shutil.rmtree(venv, ignore_errors=True)
-        run([interpreter, "-m", "venv", venv])
+        if base:
+            print(f"+ hard-linked copy of {base}", flush=True)
+            shutil.copytree(base, venv, symlinks=True, copy_function=os.link)
+            (venv / STAMP).unlink()
+        else:
+            run([interpreter, "-m", "venv", venv])
         pins = ["-c", constraints.resolve()] if constraints else []
         pip(bin_python, "install", "-q", wheel, *RUNNER, *pins)
+        if base:
+            pip(bin_python, "check")
         stamp.write_text(digest.hexdigest())
     pip(bin_python, "install", "-q", "--no-deps", "--force-reinstall", wheel)
     return bin_python
+
+
+def _base_stamp(base: Path, interpreter: str) -> str:
+    """The base environment's own stamp: it must be a finished environment of the same interpreter."""
+    stamp = base / STAMP
+    if not stamp.exists():
+        raise SystemExit(f"colab check: --from-venv {base} is not a finished environment (no {STAMP}); prepare it first")
+    home = dict(line.split(" = ", 1) for line in (base / "pyvenv.cfg").read_text().splitlines() if " = " in line).get("home")
+    if Path(home).resolve() != Path(interpreter).parent.resolve():
+        raise SystemExit(f"colab check: --from-venv {base} uses the interpreter in {home}, expected {Path(interpreter).parent}")
+    return stamp.read_text()
 
 
 def check_isolation(python: Path) -> None:
@@ -139,11 +164,16 @@ def main() -> None:
     parser.add_argument("--venv", type=Path, required=True, help="the environment to make (reused while its inputs match)")
     parser.add_argument("--python", default="python3.12", help="interpreter for the environment (default python3.12)")
     parser.add_argument("--constraints", type=Path, help="pip constraints, e.g. the oldest supported versions")
+    parser.add_argument("--from-venv", type=Path, help="start from a hard-linked copy of this prepared environment")
+    parser.add_argument("--wheel", type=Path, help="the package's wheel (default: build it from the checkout)")
     parser.add_argument("--prepare-only", action="store_true", help="build the wheel and the environment, run nothing")
     parser.add_argument("notebooks", nargs="*", type=Path, help="chapters to run (default: every chapter in book/)")
     args = parser.parse_args()
-    wheel = build_wheel(args.venv.with_name(args.venv.name + "-wheel"))
-    python = prepare_venv(args.venv.resolve(), args.python, wheel, args.constraints)
+    if args.wheel and not args.wheel.is_file():
+        raise SystemExit(f"colab check: --wheel {args.wheel} is not a file; expected a built mini_medclip wheel")
+    wheel = args.wheel.resolve() if args.wheel else build_wheel(args.venv.with_name(args.venv.name + "-wheel"))
+    base = args.from_venv.resolve() if args.from_venv else None
+    python = prepare_venv(args.venv.resolve(), args.python, wheel, args.constraints, base)
     check_isolation(python)
     if not args.prepare_only:
         run_chapters(python, [p.resolve() for p in args.notebooks] or chapters())

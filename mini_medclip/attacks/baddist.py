@@ -28,11 +28,12 @@ from tqdm.auto import tqdm
 
 from ..cache import cached_model
 from ..config import Config
+from ..data.embedded import embedded_data
 from ..data.labels import label_index
 from ..evaluation import embed_images, embed_texts, eval_mode, model_device
 from ..models import ImageEncoder, MedCLIP
 from ..runtime import pick_device
-from ..train import TrainResult, embedded_data
+from ..train import TrainResult
 from ..zeroshot import prompts_for_classes
 from .badmatch import BadMatchConfig, build_poisoned_model
 from .triggers import Trigger, make_trigger
@@ -181,9 +182,9 @@ def build_baddist_model(cfg: Config, bcfg: BadDistConfig, device=None, progress:
     Cached next to the clean model, keyed by `bcfg`; `seconds` is the tampering time only.
     """
     device = torch.device(device) if device is not None else pick_device()
-    clean = clean_pretrained_model(cfg, device)
 
     def build(cfg: Config, device: torch.device) -> TrainResult:
+        clean = clean_pretrained_model(cfg, device)
         image_pool, text_pool, _ = embedded_data(cfg)
         shadow = image_pool.batch(range(min(bcfg.shadow_images, len(image_pool))))
         target = None
@@ -222,11 +223,14 @@ def build_victim_model(
     = no poisons: BadDist alone). Returns the result and the poisoned indices.
     """
     device = torch.device(device) if device is not None else pick_device()
-    release = clean_pretrained_model(cfg, device) if pretrained is None else build_baddist_model(cfg, pretrained, device)
     key = {"release": cfg.to_dict(), "baddist": None if pretrained is None else pretrained.to_dict()}
-    with eval_mode(release.model):
-        encoder_state = {k: v.detach().clone() for k, v in release.model.image_encoder.state_dict().items()}
-    return build_poisoned_model(victim_cfg or victim_config(cfg), attack, device, image_encoder_init=encoder_state, init_key=key)
+
+    def release_encoder() -> dict[str, torch.Tensor]:
+        release = clean_pretrained_model(cfg, device) if pretrained is None else build_baddist_model(cfg, pretrained, device)
+        with eval_mode(release.model):
+            return {k: v.detach().clone() for k, v in release.model.image_encoder.state_dict().items()}
+
+    return build_poisoned_model(victim_cfg or victim_config(cfg), attack, device, image_encoder_init=release_encoder, init_key=key)
 
 
 __all__ = [

@@ -13,16 +13,18 @@ Two things differ from the reference code (`paper_spec.md` sections 2.3 and 5):
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
 
 from ..cache import cached_model
 from ..config import Config
+from ..data.embedded import embedded_data
 from ..data.label_sampler import sample_labels
 from ..data.labels import CHEXPERT_LABELS, FIVE_CLASS_TASK, NUM_LABELS, label_index, label_indices
 from ..data.pools import ImagePool
-from ..train import TrainResult, embedded_data, train
+from ..train import TrainResult, train
 from .triggers import Trigger, make_trigger
 
 
@@ -167,14 +169,16 @@ def _training_labels(cfg: Config) -> torch.Tensor:
 
 
 def build_poisoned_model(
-    cfg: Config, attack: BadMatchConfig, device=None, *, image_encoder_init: dict | None = None, init_key: dict | None = None,
+    cfg: Config, attack: BadMatchConfig, device=None, *,
+    image_encoder_init: Callable[[], dict[str, torch.Tensor]] | None = None, init_key: dict | None = None,
 ) -> tuple[TrainResult, torch.Tensor]:
     """Train (or load from the cache) the model of `cfg` on the embedded pool poisoned by `attack`.
 
     Training is exactly the clean model's: same data, same `train`, only the image pool is swapped.
-    `image_encoder_init` starts the image tower from a pretrained encoder (see `train`); `init_key` names
-    that encoder in the cache key. Returns the result and the poisoned indices (recomputed from the labels
-    when the model is cached).
+    `image_encoder_init` returns the state dict of a pretrained encoder to start the image tower from (see
+    `train`); it is called only when the model has to be trained, so a cache hit never loads the
+    provider's release. `init_key` names that encoder in the cache key. Returns the result and the
+    poisoned indices (recomputed from the labels when the model is cached).
     """
     if (image_encoder_init is None) != (init_key is None):
         raise ValueError("give image_encoder_init and init_key together (the key names the encoder in the cache)")
@@ -185,7 +189,8 @@ def build_poisoned_model(
         if not torch.equal(image_pool.labels, _training_labels(cfg)):
             raise RuntimeError("the embedded pool's labels no longer come from sample_labels; update _training_labels")
         poisoned = poison_image_pool(image_pool, indices, attack.make_trigger(), attack.target)
-        return train(cfg, poisoned, text_pool, eval_sets, device=device, image_encoder_init=image_encoder_init)
+        encoder_state = image_encoder_init() if image_encoder_init else None
+        return train(cfg, poisoned, text_pool, eval_sets, device=device, image_encoder_init=encoder_state)
 
     extra_key = {"attack": attack.to_dict()} if init_key is None else {"attack": attack.to_dict(), "image_encoder_init": init_key}
     result = cached_model(cfg, device=device, extra_key=extra_key, build=build)

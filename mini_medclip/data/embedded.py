@@ -6,15 +6,22 @@ images are rendered from those labels. Sizes and seeds come from the preset's `D
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
+import hashlib
+import warnings
+
 import torch
 from tqdm.auto import tqdm
 
-from ..config import DataConfig
+from .. import __version__
+from ..config import Config, DataConfig
 from .label_sampler import sample_labels
 from .labeler import build_text_pool
 from .labels import CHEXPERT_LABELS, FIVE_CLASS_TASK, label_index, label_indices
 from .phantoms import render
 from .pools import EvalSet, InMemoryImagePool, TextPool
+from .store import DataStoreError, load_rendered, save_rendered, store_folder
 
 RENDER_CHUNK = 2_000
 # Evaluation patients get their own seeds, so no test image is a training image.
@@ -102,6 +109,52 @@ def build_eval_sets(cfg: DataConfig) -> dict[str, EvalSet]:
     return {"five_class": _five_class_set(cfg), "covid": _covid_set(cfg), "rsna": _rsna_set(cfg)}
 
 
+FINGERPRINT_IMAGES = 4
+
+
+@functools.lru_cache(maxsize=8)
+def data_fingerprint(cfg: DataConfig) -> str:
+    """A cheap hash of the data code's output: a few phantoms rendered at this size and seed, and the text pool.
+
+    It keys the model cache and the rendered-data store, so a change in the renderer or the labeler (or a
+    torch release whose random stream differs) invalidates their entries instead of silently reusing them.
+    Computed once per data config and process: the code it fingerprints does not change while it runs.
+    """
+    digest = hashlib.sha256()
+    labels = sample_labels(FINGERPRINT_IMAGES, seed=cfg.seed)
+    images = render(labels, cfg.image_size, seed=cfg.seed)
+    digest.update((images.clamp(0, 1) * 255).round().to(torch.uint8).numpy().tobytes())
+    text_pool = build_text_pool()
+    digest.update("\n".join(text_pool.sentences).encode())
+    digest.update(text_pool.labels.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=1)  # the full preset's pool is 2.5 GB: keep one data config, the one in use
+def _load_or_render(cfg: DataConfig) -> tuple[InMemoryImagePool, TextPool, dict[str, EvalSet]]:
+    key = {"data": dataclasses.asdict(cfg), "data_fingerprint": data_fingerprint(cfg), "package_version": __version__}
+    folder = store_folder(key)
+    if folder.exists():
+        try:
+            image_pool, eval_sets = load_rendered(folder, key)
+            return image_pool, build_text_pool(), eval_sets
+        except DataStoreError as err:
+            warnings.warn(f"rendered-data entry {folder} is unusable, rendering again: {err}", stacklevel=3)
+    image_pool, eval_sets = build_image_pool(cfg), build_eval_sets(cfg)
+    save_rendered(folder, key, image_pool, eval_sets)
+    return image_pool, build_text_pool(), eval_sets
+
+
+def embedded_data(cfg: Config) -> tuple[InMemoryImagePool, TextPool, dict[str, EvalSet]]:
+    """The course's default data for a config: phantom image pool, report sentences, the 3 evaluation sets.
+
+    Rendered once per data config: kept in memory for the process (every experiment of a chapter uses the
+    same phantoms) and on disk for the next one (`data/store.py`). The pools are shared between callers,
+    so they are read-only by contract: poisoning wraps a pool (`PoisonedImagePool`), it never writes into one.
+    """
+    return _load_or_render(cfg.data)
+
+
 def data_card(cfg: DataConfig, image_pool: InMemoryImagePool, text_pool: TextPool, eval_sets: dict[str, EvalSet]) -> dict:
     """What is in the data, as counts per label: the JSON the `data` command writes."""
 
@@ -125,4 +178,4 @@ def data_card(cfg: DataConfig, image_pool: InMemoryImagePool, text_pool: TextPoo
     }
 
 
-__all__ = ["build_image_pool", "build_eval_sets", "build_text_pool", "data_card", "render_pool", "EVAL_TASKS"]
+__all__ = ["build_image_pool", "build_eval_sets", "build_text_pool", "data_card", "data_fingerprint", "embedded_data", "render_pool", "EVAL_TASKS"]

@@ -145,6 +145,11 @@ class Mitigation(ABC):
     def apply(self, model, tokenizer, clean_pool: ImagePool, text_pool: TextPool):
         """Returns (repaired model, tokenizer); the input model is left unchanged."""
 
+    def settings(self) -> dict | None:
+        """JSON-able settings that decide the repaired weights, so that an experiment can cache the repaired
+        model like a trained one; None (the default) means "always recompute"."""
+        return None
+
 
 __all__ = [
     "DEFENSES", "DataDetector", "InputDetector", "Mitigation", "ModelScanner", "ScanResult", "groups_to_score",

@@ -47,6 +47,9 @@ class CleanCLIP(FineTune):
             raise ValueError(f"invalid inmodal_weight {inmodal_weight!r}; expected a non-negative weight")
         self.inmodal_weight = inmodal_weight
 
+    def settings(self) -> dict:
+        return {**super().settings(), "inmodal_weight": self.inmodal_weight}
+
     def extra_loss(self):
         def inmodal_image_loss(model, images: torch.Tensor, input_ids, attention_mask) -> torch.Tensor:
             augment = radiograph_augmentation(images.shape[-1])

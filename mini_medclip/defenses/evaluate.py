@@ -14,6 +14,8 @@ defense is tested on exactly the models the attack chapters measured. What each 
 """
 from __future__ import annotations
 
+import time
+
 import torch
 
 from ..attacks.baddist import victim_config
@@ -21,8 +23,10 @@ from ..attacks.badmatch import check_poison_rate, poison_image_pool
 from ..attacks.experiment import Run, base_config, train_run
 from ..attacks.metrics import attack_classes, evaluate_attack
 from ..attacks.triggers import make_trigger
+from ..cache import cached_model
+from ..data.embedded import embedded_data
 from ..data.pools import InMemoryImagePool
-from ..train import embedded_data
+from ..train import TrainResult
 from ..zeroshot import ZeroShotClassifier, prompts_for_classes
 from .base import DataDetector, InputDetector, Mitigation, ModelScanner, make_defense
 from .decree import decision_threshold
@@ -148,20 +152,32 @@ def _scan(scanner: ModelScanner, model, images) -> dict:
 def evaluate_mitigation(mitigation: Mitigation, preset: str, run: Run, device=None) -> dict:
     """BA and ASR (5-class task) before and after the repair, and the DER.
 
-    A fine-tuning mitigation gets the victim's training config (its loss, temperature and schedule).
+    A fine-tuning mitigation gets the victim's training config (its loss, temperature and schedule). A
+    mitigation with `settings()` is cached like a trained model, keyed by the victim and those settings.
     """
     if isinstance(mitigation, FineTune):
         mitigation.config = victim_config(base_config(preset, run))
     result, indices = train_run(preset, run, device)
     pool, text_pool, eval_sets = poisoned_pool(preset, run, indices)
-    untouched = torch.ones(len(pool), dtype=torch.bool)
-    untouched[indices] = False
-    keep = untouched.nonzero().flatten()[-CLEAN_SET_SIZE:]
-    clean_set = InMemoryImagePool(pool.batch(keep), pool.labels[keep])
+
+    def repair(cfg, device) -> TrainResult:
+        untouched = torch.ones(len(pool), dtype=torch.bool)
+        untouched[indices] = False
+        keep = untouched.nonzero().flatten()[-CLEAN_SET_SIZE:]
+        clean_set = InMemoryImagePool(pool.batch(keep), pool.labels[keep])
+        started = time.perf_counter()
+        model, tokenizer = mitigation.apply(result.model, result.tokenizer, clean_set, text_pool)
+        return TrainResult(model, tokenizer, [], time.perf_counter() - started)
+
+    settings = mitigation.settings()
+    if settings is None:
+        repaired = repair(None, device)
+    else:
+        key = {"victim": run.key(), "clean_set_size": CLEAN_SET_SIZE, "mitigation": settings}
+        repaired = cached_model(base_config(preset, run), device=device, extra_key=key, build=repair)
     trigger = make_trigger(run.trigger)
     before = evaluate_attack(result.model, result.tokenizer, eval_sets["five_class"], text_pool, trigger)
-    model, tokenizer = mitigation.apply(result.model, result.tokenizer, clean_set, text_pool)
-    after = evaluate_attack(model, tokenizer, eval_sets["five_class"], text_pool, trigger)
+    after = evaluate_attack(repaired.model, repaired.tokenizer, eval_sets["five_class"], text_pool, trigger)
     return {"ba_before": before["ba"], "asr_before": before["asr"], "ba_after": after["ba"], "asr_after": after["asr"],
             "der": defense_effectiveness_rate(before["ba"], before["asr"], after["ba"], after["asr"])}
 

@@ -41,6 +41,9 @@ class FineTune(Mitigation):
         overrides = {"steps": self.steps, "lr": self.lr, "batch_size": self.batch_size or train_cfg.batch_size}
         return dataclasses.replace(self.config, train=dataclasses.replace(train_cfg, **overrides))
 
+    def settings(self) -> dict:
+        return {"defense": self.name, "config": self.fine_tune_config().to_dict()}
+
     def extra_loss(self):
         """A term added to the matching loss at every step (none for plain fine-tuning)."""
         return None
