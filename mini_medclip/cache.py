@@ -24,9 +24,9 @@ import torch
 from . import __version__
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, verify_checkpoint
 from .config import Config
-from .data.embedded import data_fingerprint, embedded_data
+from .data.embedded import data_fingerprint
 from .runtime import cache_root, pick_device
-from .train import TrainResult, train
+from .train import TrainResult
 
 
 def cache_key(cfg: Config, extra_key: dict | None = None) -> dict:
@@ -44,11 +44,6 @@ def entry_path(key: dict) -> Path:
     return cache_root() / f"{key['config']['preset']}-{hashlib.sha256(blob).hexdigest()[:16]}"
 
 
-def _train_on_embedded_data(cfg: Config, device) -> TrainResult:
-    image_pool, text_pool, eval_sets = embedded_data(cfg)
-    return train(cfg, image_pool, text_pool, eval_sets, device=device)
-
-
 def _load_entry(path: Path, cfg: Config, key: dict, device) -> TrainResult:
     info = verify_checkpoint(path)
     stored = info["meta"].get("cache_key")
@@ -63,12 +58,12 @@ def cached_model(
     *,
     device=None,
     extra_key: dict | None = None,
-    build: Callable[[Config, torch.device], TrainResult] | None = None,
+    build: Callable[[Config, torch.device], TrainResult],
 ) -> TrainResult:
     """The trained model for `cfg` (+ `extra_key`): from the cache, or built by `build(cfg, device)` and stored.
 
-    `build` defaults to training on the embedded data. A later chapter that trains differently (e.g. on
-    poisoned data) passes its own `build` together with an `extra_key` that names what it changed.
+    Whatever `build` changes beyond `cfg` (poisoned data, a released encoder, a repair) must be named in
+    `extra_key`; `experiments.protocols.pretrained_model` is the plain case, training on the embedded data.
     """
     device = torch.device(device) if device is not None else pick_device()
     key = cache_key(cfg, extra_key)
@@ -78,7 +73,7 @@ def cached_model(
             return _load_entry(path, cfg, key, device)
         except CheckpointError as err:
             warnings.warn(f"model cache entry {path} is unusable, rebuilding it: {err}", stacklevel=2)
-    result = (build or _train_on_embedded_data)(cfg, device)
+    result = build(cfg, device)
     meta = {"history": result.history, "train_seconds": result.seconds, "cache_key": key}
     save_checkpoint(path, result.model, result.tokenizer, cfg, meta=meta)
     return result

@@ -12,12 +12,13 @@ from pathlib import Path
 
 from .attacks.baddist import VARIANTS
 from .attacks.triggers import TRIGGERS
+from .config import IMAGE_ENCODERS, LOSSES, PRESETS, get_config
 from .defenses.base import DEFENSES
-from .config import IMAGE_ENCODERS, LOSSES, PRESETS, Config, get_config
+from .experiments.defense_eval import DEFENDED_ATTACKS
+from .experiments.run_folder import METRICS, run_evaluation, run_training
+from .experiments.runs import ATTACKS
 
-METRICS, DEFENSE = "metrics.json", "defense.json"
-TRAIN_ATTACKS = ("none", "badmatch", "baddist", "baddist+badmatch")
-
+DEFENSE = "defense.json"
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -50,118 +51,6 @@ def _cmd_data(args) -> int:
     return 0
 
 
-def compute_metrics(model, tokenizer, data) -> dict:
-    """Zero-shot (3 tasks), retrieval and linear probe of a trained model on (image pool, text pool, eval sets)."""
-    from .evaluation import linear_probe, retrieval_recall
-    from .zeroshot import evaluate_all
-
-    image_pool, text_pool, eval_sets = data
-    return {
-        "zero_shot": evaluate_all(model, tokenizer, eval_sets, text_pool),
-        "retrieval": retrieval_recall(model, tokenizer, eval_sets["five_class"], text_pool),
-        "linear_probe": linear_probe(model, image_pool, eval_sets["five_class"]),
-    }
-
-
-def _write_metrics(out_dir, model, tokenizer, cfg: Config, data, train_seconds: float) -> dict:
-    metrics = {**compute_metrics(model, tokenizer, data), "train_seconds": train_seconds, "config": cfg.to_dict()}
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / METRICS).write_text(json.dumps(metrics, indent=2))
-    return metrics
-
-
-def attack_metrics(model, tokenizer, data, attack, n_poisoned: int) -> dict:
-    """BA, ASR (non-target images) and the reference code's ASR over all images, per zero-shot task."""
-    from .attacks.metrics import evaluate_attack
-
-    _, text_pool, eval_sets = data
-    trigger = attack.make_trigger()
-    out = {}
-    for task, eval_set in eval_sets.items():
-        m = evaluate_attack(model, tokenizer, eval_set, text_pool, trigger, target=attack.target)
-        out[task] = {"ba": m["ba"], "asr": m["asr"], "asr_ci": m["asr_ci"], "asr_all_images": m["asr_all_images"],
-                     "robust_acc": m["robust_acc"], "poisoned": n_poisoned}
-    return out
-
-
-def run_training(cfg: Config, out_dir, data=None, progress: bool = True, attack=None, baddist=None) -> dict:
-    """Train (resuming from `out_dir/checkpoint` if it holds this run), evaluate, write `out_dir/metrics.json`.
-
-    `data` = (image pool, text pool, eval sets), by default the embedded data of `cfg`. With `attack` (a
-    `BadMatchConfig`) the image pool is poisoned first, and `metrics["attack"]` holds BA and ASR per task.
-    With `baddist` (a `BadDistConfig`) the run is chapter 6's victim: the image tower starts from the
-    provider's tampered release of `cfg` (built or cached) and trains with `victim_config(cfg)`.
-    """
-    from .data.embedded import embedded_data
-    from .train import train
-
-    data = data or embedded_data(cfg)
-    image_pool, text_pool, eval_sets = data
-    indices = []
-    if attack is not None:
-        from .attacks.badmatch import choose_poison_indices, poison_image_pool
-
-        indices = choose_poison_indices(image_pool.labels, attack.rate, attack.target, attack.seed)
-        image_pool = poison_image_pool(image_pool, indices, attack.make_trigger(), attack.target)
-    _claim_run_folder(out_dir, cfg, attack, baddist)
-    encoder_init, train_cfg = None, cfg
-    if baddist is not None:
-        from .attacks.baddist import build_baddist_model, victim_config
-
-        encoder_init = build_baddist_model(cfg, baddist, progress=progress).model.image_encoder.state_dict()
-        train_cfg = victim_config(cfg)
-    result = train(train_cfg, image_pool, text_pool, eval_sets, out_dir=Path(out_dir) / "checkpoint", progress=progress,
-                   image_encoder_init=encoder_init)
-    metrics = _write_metrics(out_dir, result.model, result.tokenizer, train_cfg, data, result.seconds)
-    if attack is not None:
-        protocol = "from scratch (chapter 5)" if baddist is None else "victim fine-tuning from the tampered release (chapter 6)"
-        config = {**attack.to_dict(), "baddist": None if baddist is None else baddist.to_dict(), "protocol": protocol}
-        metrics["attack"] = {"config": config,
-                             **attack_metrics(result.model, result.tokenizer, data, attack, len(indices))}
-        (Path(out_dir) / METRICS).write_text(json.dumps(metrics, indent=2))
-    return metrics
-
-
-def _claim_run_folder(out_dir, cfg: Config, attack, baddist) -> None:
-    """Record what a run folder trains (`run.json`); refuse a folder that holds a different run.
-
-    The checkpoint alone knows only the training config, so without this a second `train` with another
-    attack into the same folder would resume (and return) the first run's model.
-    """
-    identity = {"config": cfg.to_dict(), "attack": None if attack is None else attack.to_dict(),
-                "baddist": None if baddist is None else baddist.to_dict()}
-    path = Path(out_dir) / "run.json"
-    if path.exists():
-        held = json.loads(path.read_text())
-        if held != identity:
-            describe = lambda i: "no attack" if i["attack"] is None else (  # noqa: E731
-                f"{'baddist+' if i['baddist'] else ''}badmatch rate {i['attack']['rate']}")
-            raise ValueError(f"{out_dir} holds another run ({describe(held)}), not this one ({describe(identity)}); "
-                             "use another output folder")
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(identity, indent=2))
-
-
-def checkpoint_folder(path) -> Path:
-    """Accept a run folder written by `train` (its `checkpoint/` inside) or a checkpoint folder itself."""
-    path = Path(path)
-    return path / "checkpoint" if (path / "checkpoint").is_dir() else path
-
-
-def run_evaluation(checkpoint, out_dir, data=None) -> dict:
-    """Recompute `metrics.json` from a checkpoint alone (the numbers `train` wrote, for the same data)."""
-    from .checkpoint import checkpoint_meta, load_checkpoint
-    from .runtime import pick_device
-    from .data.embedded import embedded_data
-
-    folder = checkpoint_folder(checkpoint)
-    model, tokenizer, cfg = load_checkpoint(folder, pick_device())
-    data = data or embedded_data(cfg)
-    return _write_metrics(out_dir, model, tokenizer, cfg, data, checkpoint_meta(folder)["train_seconds"])
-
-
 def _summary(metrics: dict) -> str:
     zs = metrics["zero_shot"]
     parts = [f"{name} acc {m['acc']:.3f}±{m['acc_std']:.3f}" for name, m in zs.items()]
@@ -173,7 +62,7 @@ def _cmd_train(args) -> int:
                  "train__seed": args.seed, "train__steps": args.steps}
     cfg = get_config(args.preset, **{k: v for k, v in overrides.items() if v is not None})
     attack = baddist = None
-    if args.attack != "none":
+    if args.attack != "clean":
         from .attacks.badmatch import BadMatchConfig
 
         rate = 0.0 if args.attack == "baddist" else args.poison_rate
@@ -194,7 +83,7 @@ def _cmd_reproduce(args) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from .reproduce import reproduce
+    from .experiments.reproduce import reproduce
 
     frame = reproduce(args.preset, args.out, with_defenses=not args.skip_defenses)
     print(f"{frame.key.nunique()} runs; wrote {Path(args.out) / 'results.json'}, results.md and figures")
@@ -202,7 +91,7 @@ def _cmd_reproduce(args) -> int:
 
 
 def _cmd_defend(args) -> int:
-    from .defenses.evaluate import evaluate_defense
+    from .experiments.defense_eval import evaluate_defense
 
     result = evaluate_defense(args.defense, args.preset, args.attack, args.poison_rate, args.baddist_variant)
     out = Path(args.out)
@@ -285,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--loss", choices=LOSSES, default=None, help="default: the preset's")
     train.add_argument("--seed", type=int, default=None, help="training seed: init and batches (default: the preset's)")
     train.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps (default: the preset's)")
-    train.add_argument("--attack", choices=TRAIN_ATTACKS, default="none",
+    train.add_argument("--attack", choices=ATTACKS, default="clean",
                        help="badmatch: poison the pool, train from scratch (chapter 5); baddist[+badmatch]: start the "
                             "image tower from a tampered release and fine-tune as the victim, with[out] poisons (chapter 6)")
     train.add_argument("--trigger", choices=tuple(TRIGGERS), default="patch", help="the attack's trigger")
@@ -303,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     defend = verbs.add_parser("defend", help="score one defense against one victim, write OUT/defense.json")
     defend.add_argument("--preset", choices=tuple(PRESETS), default="tiny")
     defend.add_argument("--defense", choices=tuple(DEFENSES), required=True)
-    defend.add_argument("--attack", choices=("none", "badmatch", "baddist+badmatch"), default="badmatch")
+    defend.add_argument("--attack", choices=DEFENDED_ATTACKS, default="badmatch")
     defend.add_argument("--poison-rate", type=_rate, default=0.0005, help="share of the image pool poisoned, in [0, 1]")
     defend.add_argument("--baddist-variant", choices=VARIANTS, default="target")
     defend.add_argument("--out", required=True, help="output folder for defense.json")

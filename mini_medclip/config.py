@@ -10,6 +10,8 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
+from .registry import check_choice
+
 IMAGE_ENCODERS = ("resnet", "vit")
 LOSSES = ("semantic", "clip")
 
@@ -102,16 +104,11 @@ PRESETS: dict[str, Config] = {
 }
 
 
-def _choice(what: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"invalid {what} {value!r}; expected one of: {', '.join(map(str, choices))}")
-
-
 def validate(cfg: Config) -> Config:
     """Check a config at the boundary, so that a typo fails here and not deep inside torch."""
-    _choice("preset", cfg.preset, tuple(PRESETS))
-    _choice("image encoder", cfg.model.image_encoder, IMAGE_ENCODERS)
-    _choice("loss", cfg.train.loss, LOSSES)
+    check_choice("preset", cfg.preset, tuple(PRESETS))
+    check_choice("image encoder", cfg.model.image_encoder, IMAGE_ENCODERS)
+    check_choice("loss", cfg.train.loss, LOSSES)
     if not 32 <= cfg.data.image_size <= 224:
         raise ValueError(f"invalid image_size {cfg.data.image_size}; expected an integer in [32, 224]")
     for name in ("n_train_images", "n_eval_per_class"):
@@ -122,7 +119,7 @@ def validate(cfg: Config) -> Config:
 
 def get_config(preset: str = "tiny", **overrides) -> Config:
     """A preset with overrides given as `section__field=value`, e.g. `model__image_encoder="vit"`."""
-    _choice("preset", preset, tuple(PRESETS))
+    check_choice("preset", preset, tuple(PRESETS))
     cfg = PRESETS[preset]
     sections: dict[str, dict] = {}
     for name, value in overrides.items():

@@ -162,14 +162,8 @@ def train(
     started = time.perf_counter()
     if init is not None and image_encoder_init is not None:
         raise ValueError("give at most one of init (a whole model) and image_encoder_init (its image tower)")
-    if resumed is None and init is not None:
-        model, tokenizer = copy.deepcopy(init[0]).to(device), init[1]
-        step, history, seconds_before = 0, [], 0.0
-    elif resumed is None:
-        tokenizer = train_tokenizer(text_pool.sentences, cfg.model.vocab_size, cfg.model.max_length)
-        model = MedCLIP(cfg.model, vocab_size=len(tokenizer), image_size=cfg.data.image_size).to(device)
-        if image_encoder_init is not None:
-            model.image_encoder.load_state_dict(image_encoder_init)
+    if resumed is None:
+        model, tokenizer = _starting_model(cfg, text_pool, device, init, image_encoder_init)
         step, history, seconds_before = 0, [], 0.0
     else:
         model, tokenizer = resumed["model"], resumed["tokenizer"]
@@ -190,17 +184,7 @@ def train(
         _set_rng_state(state["rng"], sampler, device)
         running, n_running = state["running_loss"]
 
-    validate = None
-    if eval_sets is not None:
-        five = eval_sets["five_class"]
-        val_images = five.images.batch(_validation_subset(five, VALIDATION_IMAGES))
-        val_targets = five.targets[_validation_subset(five, VALIDATION_IMAGES)]
-        val_prompts = class_prompts_for(five, text_pool, n=10, seed=0)
-
-        def validate() -> float:  # eval mode inside, training mode restored after
-            classifier = ZeroShotClassifier(model, tokenizer, val_prompts)
-            return (classifier.predict(val_images) == val_targets).float().mean().item()
-
+    validate = None if eval_sets is None else _validator(model, tokenizer, eval_sets["five_class"], text_pool)
     def elapsed() -> float:
         return seconds_before + time.perf_counter() - started
 
@@ -264,6 +248,30 @@ def train(
     if out_dir is not None:
         save(final=step == tc.steps, seconds=seconds)
     return TrainResult(model.eval(), tokenizer, history, seconds)
+
+
+def _starting_model(cfg: Config, text_pool: TextPool, device, init, image_encoder_init) -> tuple[MedCLIP, PreTrainedTokenizerFast]:
+    """Where a new run starts: a copy of a trained model (`init`), or a fresh tokenizer and model whose image
+    tower may come from a released encoder (`image_encoder_init`)."""
+    if init is not None:
+        return copy.deepcopy(init[0]).to(device), init[1]
+    tokenizer = train_tokenizer(text_pool.sentences, cfg.model.vocab_size, cfg.model.max_length)
+    model = MedCLIP(cfg.model, vocab_size=len(tokenizer), image_size=cfg.data.image_size).to(device)
+    if image_encoder_init is not None:
+        model.image_encoder.load_state_dict(image_encoder_init)
+    return model, tokenizer
+
+
+def _validator(model: MedCLIP, tokenizer, five: EvalSet, text_pool: TextPool) -> Callable[[], float]:
+    """5-class zero-shot accuracy on a fixed, class-balanced subset (eval mode inside, training mode after)."""
+    subset = _validation_subset(five, VALIDATION_IMAGES)
+    images, targets = five.images.batch(subset), five.targets[subset]
+    prompts = class_prompts_for(five, text_pool, n=10, seed=0)
+
+    def validate() -> float:
+        return (ZeroShotClassifier(model, tokenizer, prompts).predict(images) == targets).float().mean().item()
+
+    return validate
 
 
 def _resume_point(cfg: Config, out_dir, device: torch.device) -> dict | None:

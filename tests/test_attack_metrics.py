@@ -11,7 +11,7 @@ from mini_medclip.attacks.metrics import (
 from mini_medclip.attacks.triggers import BlendedTrigger, PatchTrigger
 from mini_medclip.data.labels import FIVE_CLASS_TASK
 from mini_medclip.zeroshot import evaluate_zero_shot
-from test_train import untrained_tiny_model
+from helpers import untrained_tiny_model
 
 TARGET = 0  # "No Finding", class 0 of the COVID/RSNA-like sets
 TRUE = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1, 1, 1])  # 60% of the test images are already the target class

@@ -1,4 +1,4 @@
-"""BadDist: the two losses, the tampering loop's invariants, the victim's start, the cached release."""
+"""BadDist: the two losses, the settings, and the tampering loop's invariants."""
 from __future__ import annotations
 
 import copy
@@ -7,17 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import mini_medclip.attacks.baddist as baddist_module
-import mini_medclip.attacks.badmatch as badmatch_module
-import mini_medclip.cache as cache_module
+from helpers import same_weights, untrained_tiny_model, weights_of
 from mini_medclip.attacks.baddist import (
-    BadDistConfig, badencoder_loss, baddist_loss, build_baddist_model, embedding_drift, freeze_normalisation,
-    build_victim_model, tamper_image_encoder, victim_config,
+    BadDistConfig, badencoder_loss, baddist_loss, embedding_drift, freeze_normalisation, tamper_image_encoder,
 )
-from mini_medclip.attacks.badmatch import BadMatchConfig
-from mini_medclip.config import get_config
-from mini_medclip.train import train
-from test_train import _same_weights, _weights, tiny_config, tiny_data, untrained_tiny_model
 
 
 def _unit(*shape, seed=0):
@@ -67,12 +60,12 @@ def test_freeze_normalisation_fixes_batchnorm_statistics_and_affine_parameters()
 def test_tampering_moves_triggered_embeddings_and_leaves_the_clean_encoder_alone(variant):
     model, _, (pool, _, _) = untrained_tiny_model()
     clean = model.image_encoder
-    before = _weights(clean)
+    before = weights_of(clean)
     stats_before = {k: v.clone() for k, v in clean.state_dict().items() if "running" in k}
     bcfg = BadDistConfig(variant=variant, epochs=8, batch_size=20, lr=1e-2, shadow_images=60)
     target = _unit(clean.projection.out_features, seed=3)
     tampered, history = tamper_image_encoder(clean, pool.batch(range(60)), bcfg, target, progress=False)
-    assert len(history) == 8 and _same_weights(_weights(clean), before)
+    assert len(history) == 8 and same_weights(weights_of(clean), before)
     # The loss trades the two cosines: "away" drives the triggered cosine down, "target" up.
     first, last = history[0]["trigger_cos"], history[-1]["trigger_cos"]
     assert (last < first) if variant == "away" else (last > first)
@@ -94,63 +87,3 @@ def test_embedding_drift_is_one_for_the_same_encoder_and_lower_after_tampering()
     assert embedding_drift(model, model, images) == pytest.approx(1.0, abs=1e-5)
     other, _, _ = untrained_tiny_model(seed=1)
     assert embedding_drift(model, other, images) < 0.999
-
-
-def test_victim_config_fine_tunes_half_as_long_at_a_quarter_of_the_rate():
-    cfg = get_config("tiny")
-    victim = victim_config(cfg, seed=4)
-    assert victim.train.steps == cfg.train.steps // 2 and victim.train.lr == pytest.approx(cfg.train.lr / 4)
-    assert victim.train.seed == 4 and victim.model == cfg.model and victim.data == cfg.data
-
-
-def test_train_starts_the_image_tower_from_a_given_encoder_and_the_text_tower_fresh():
-    cfg = tiny_config(train__steps=1, train__lr=1e-12)
-    pool, text_pool, _ = tiny_data()
-    donor, _, _ = untrained_tiny_model(seed=5)
-    result = train(cfg, pool, text_pool, progress=False, image_encoder_init=donor.image_encoder.state_dict())
-    def close(a, b):  # parameters only: one training step moves the BatchNorm running statistics
-        return all(torch.allclose(p, q, atol=1e-6) for p, q in zip(a.parameters(), b.parameters()))
-
-    assert close(result.model.image_encoder, donor.image_encoder)
-    fresh = train(cfg, pool, text_pool, progress=False)
-    assert close(result.model.text_encoder, fresh.model.text_encoder)
-    assert not close(fresh.model.image_encoder, donor.image_encoder)
-    with pytest.raises(ValueError, match="at most one"):
-        train(cfg, pool, text_pool, progress=False, init=(donor, None), image_encoder_init=donor.image_encoder.state_dict())
-
-
-def test_release_swaps_only_the_image_encoder_and_is_cached(tmp_path, monkeypatch):
-    monkeypatch.setenv("MINI_MEDCLIP_CACHE", str(tmp_path))
-    fake = lambda cfg: tiny_data(size=cfg.data.image_size)  # noqa: E731
-    monkeypatch.setattr(cache_module, "embedded_data", fake)
-    monkeypatch.setattr(baddist_module, "embedded_data", fake)
-    cfg = tiny_config()
-    bcfg = BadDistConfig(epochs=2, batch_size=20, shadow_images=40)
-    release = build_baddist_model(cfg, bcfg, device="cpu", progress=False)
-    clean = baddist_module.clean_pretrained_model(cfg, "cpu")
-    assert _same_weights(_weights(release.model.text_encoder), _weights(clean.model.text_encoder))
-    assert not _same_weights(_weights(release.model.image_encoder), _weights(clean.model.image_encoder))
-    assert len(release.history) == 2
-    again = build_baddist_model(cfg, bcfg, device="cpu", progress=False)
-    assert _same_weights(_weights(again.model), _weights(release.model))
-    assert len(list(tmp_path.iterdir())) == 2  # the clean model and the tampered release
-
-
-def test_a_cached_victim_is_loaded_without_loading_the_release(tmp_path, monkeypatch):
-    monkeypatch.setenv("MINI_MEDCLIP_CACHE", str(tmp_path))
-    fake = lambda cfg: tiny_data(size=cfg.data.image_size)  # noqa: E731
-    for module in (cache_module, baddist_module, badmatch_module):
-        monkeypatch.setattr(module, "embedded_data", fake)
-    monkeypatch.setattr(badmatch_module, "_training_labels", lambda cfg: fake(cfg)[0].labels)
-    cfg, attack = tiny_config(), BadMatchConfig(rate=0.05)
-    bcfg = BadDistConfig(epochs=1, batch_size=20, shadow_images=40)
-    victim, indices = build_victim_model(cfg, attack, bcfg, device="cpu")
-    assert len(list(tmp_path.iterdir())) == 3  # the clean release, the tampered release, the victim
-
-    def unreachable(*args, **kwargs):
-        raise AssertionError("the release was loaded for a cached victim")
-
-    monkeypatch.setattr(baddist_module, "build_baddist_model", unreachable)
-    monkeypatch.setattr(baddist_module, "clean_pretrained_model", unreachable)
-    again, again_indices = build_victim_model(cfg, attack, bcfg, device="cpu")
-    assert _same_weights(_weights(again.model), _weights(victim.model)) and torch.equal(again_indices, indices)

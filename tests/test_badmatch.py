@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from mini_medclip.attacks.badmatch import (
-    BadMatchConfig, PoisonedImagePool, _stratum, choose_poison_indices, poison_image_pool, target_label_vector,
+    BadMatchConfig, STRATUM_ORDER, PoisonedImagePool, choose_poison_indices, poison_image_pool, target_label_vector,
 )
 from mini_medclip.attacks.triggers import PatchTrigger
 from mini_medclip.data.label_sampler import sample_labels
-from mini_medclip.data.labels import NUM_LABELS, label_index
+from mini_medclip.data.labels import NUM_LABELS, label_groups, label_index
 from mini_medclip.data.pools import ImagePool, InMemoryImagePool
 
 NO_FINDING = label_index("No Finding")
@@ -34,11 +34,11 @@ def test_count_alternative_and_seed_determinism(labels):
 
 
 def test_every_non_target_group_is_represented_once_there_are_enough_poisons(labels):
-    groups_present = _stratum(labels[labels[:, NO_FINDING] == 0]).unique()
+    groups_present = label_groups(labels[labels[:, NO_FINDING] == 0], STRATUM_ORDER).unique()
     indices = choose_poison_indices(labels, count=len(groups_present), seed=0)
-    assert torch.equal(_stratum(labels[indices]).unique(), groups_present)
+    assert torch.equal(label_groups(labels[indices], STRATUM_ORDER).unique(), groups_present)
     # Round-robin: with twice as many poisons, every group gets two (all groups here have >= 2 images).
-    twice = _stratum(labels[choose_poison_indices(labels, count=2 * len(groups_present), seed=0)])
+    twice = label_groups(labels[choose_poison_indices(labels, count=2 * len(groups_present), seed=0)], STRATUM_ORDER)
     assert set(twice.bincount(minlength=NUM_LABELS + 1)[groups_present].tolist()) == {2}
 
 

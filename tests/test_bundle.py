@@ -17,7 +17,7 @@ from mini_medclip.bundle import BUNDLE_MANIFEST, BundleError, export_bundle, imp
 from mini_medclip.cache import cached_model
 from mini_medclip.cli import main
 from mini_medclip.train import TrainResult
-from test_train import tiny_config, untrained_tiny_model
+from helpers import tiny_config, untrained_tiny_model
 
 
 def _build(cfg, device):

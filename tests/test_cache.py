@@ -11,7 +11,7 @@ from mini_medclip.cache import cache_key, cached_model, data_fingerprint, entry_
 from mini_medclip.checkpoint import CONFIG, MANIFEST, WEIGHTS
 from mini_medclip.files import sha256_file
 from mini_medclip.train import train
-from test_train import tiny_config, tiny_data
+from helpers import tiny_config, tiny_data
 
 
 @pytest.fixture

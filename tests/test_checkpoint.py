@@ -20,7 +20,7 @@ from mini_medclip.checkpoint import (
 from mini_medclip.files import atomic_folder, sha256_file
 from mini_medclip.models import MedCLIP
 from mini_medclip.tokenizer import train_tokenizer
-from test_train import tiny_config, tiny_data
+from helpers import tiny_config, tiny_data
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,7 @@ import json
 
 import pytest
 
-from mini_medclip.data import embedded as embedded_module
 from mini_medclip.cli import main
-from test_train import tiny_data
 
 
 @pytest.mark.parametrize(
@@ -19,7 +17,7 @@ from test_train import tiny_data
         (["train", "--out", "x", "--steps", "0"], ["'0'", "expected a positive integer"]),
         (["fly"], ["'fly'", "train", "evaluate", "data"]),
         (["defend", "--out", "x", "--defense", "prayer"], ["'prayer'", "spectral", "strip", "decree", "cleanclip"]),
-        (["defend", "--out", "x", "--defense", "strip", "--attack", "baddist"], ["'baddist'", "none", "badmatch"]),
+        (["defend", "--out", "x", "--defense", "strip", "--attack", "baddist"], ["'baddist'", "clean", "badmatch"]),
         (["reproduce", "--out", "x", "--preset", "huge"], ["'huge'", "tiny", "full"]),
         (["train", "--out", "x", "--attack", "badnets"], ["'badnets'", "baddist+badmatch"]),
     ],
@@ -38,8 +36,7 @@ def test_evaluate_without_a_checkpoint_is_a_one_line_error(tmp_path, capsys):
     assert "no such checkpoint folder" in err and err.count("\n") == 1
 
 
-def test_train_writes_metrics_that_evaluate_reproduces(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(embedded_module, "embedded_data", lambda cfg: tiny_data(size=cfg.data.image_size))
+def test_train_writes_metrics_that_evaluate_reproduces(tiny_embedded_data, tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
     argv = ["train", "--preset", "tiny", "--out", str(run), "--steps", "2", "--loss", "clip", "--seed", "3"]
     assert main(argv) == 0
@@ -79,8 +76,7 @@ def test_data_with_an_invalid_preset_is_a_one_line_error(capsys):
     assert "'huge'" in err and "tiny" in err and err.count("\n") == 1
 
 
-def test_train_with_badmatch_writes_attack_metrics_per_task(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(embedded_module, "embedded_data", lambda cfg: tiny_data(size=cfg.data.image_size))
+def test_train_with_badmatch_writes_attack_metrics_per_task(tiny_embedded_data, tmp_path, monkeypatch, capsys):
     run = tmp_path / "poisoned"
     argv = ["train", "--out", str(run), "--steps", "2", "--attack", "badmatch", "--trigger", "patch", "--poison-rate", "0.1"]
     assert main(argv) == 0
@@ -104,13 +100,12 @@ def test_bad_attack_options_are_one_line_errors(argv, expected, capsys):
     assert all(word in err for word in expected) and err.count("\n") == 1
 
 
-def test_train_with_baddist_badmatch_fine_tunes_from_the_tampered_release(tmp_path, monkeypatch, capsys):
-    import mini_medclip.attacks.baddist as baddist_module
+def test_train_with_baddist_badmatch_fine_tunes_from_the_tampered_release(tiny_embedded_data, tmp_path, monkeypatch, capsys):
+    import mini_medclip.experiments.run_folder as run_folder_module
     from mini_medclip.models import MedCLIP
     from mini_medclip.tokenizer import train_tokenizer
     from mini_medclip.train import TrainResult
 
-    monkeypatch.setattr(embedded_module, "embedded_data", lambda cfg: tiny_data(size=cfg.data.image_size))
     releases = []
 
     def fake_release(cfg, bcfg, device=None, progress=True):  # a stand-in provider model, untrained
@@ -118,7 +113,7 @@ def test_train_with_baddist_badmatch_fine_tunes_from_the_tampered_release(tmp_pa
         tokenizer = train_tokenizer(["no finding"], cfg.model.vocab_size)
         return TrainResult(MedCLIP(cfg.model, len(tokenizer), cfg.data.image_size), tokenizer)
 
-    monkeypatch.setattr(baddist_module, "build_baddist_model", fake_release)
+    monkeypatch.setattr(run_folder_module, "tampered_release", fake_release)
     run = tmp_path / "victim"
     argv = ["train", "--out", str(run), "--steps", "4", "--attack", "baddist+badmatch", "--poison-rate", "0.1",
             "--baddist-variant", "target"]
@@ -136,8 +131,7 @@ def test_defend_refuses_a_rate_that_poisons_nothing(tmp_path, capsys):
     assert code == 2 and "0.00001" in err.replace("1e-05", "0.00001") and "at least 1/10000" in err
 
 
-def test_train_refuses_a_folder_that_holds_another_attack(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(embedded_module, "embedded_data", lambda cfg: tiny_data(size=cfg.data.image_size))
+def test_train_refuses_a_folder_that_holds_another_attack(tiny_embedded_data, tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
     assert main(["train", "--out", str(run), "--steps", "2"]) == 0
     code = main(["train", "--out", str(run), "--steps", "2", "--attack", "badmatch", "--poison-rate", "0.1"])

@@ -21,7 +21,7 @@ from mini_medclip.defenses import (
     decision_threshold, defense_effectiveness_rate, detection_auroc, found_among, label_groups, make_defense,
     prediction_entropy_bits, roc_points, tpr_at_fpr,
 )
-from test_train import tiny_config, untrained_tiny_model
+from helpers import tiny_config, untrained_tiny_model
 
 SIZE = 16
 TRIGGER = PatchTrigger(size=3, margin=1, position="bottom-right")
@@ -346,7 +346,7 @@ def test_finetune_config_keeps_the_victims_settings_but_its_own_budget():
 
 @pytest.fixture
 def fake_victims(monkeypatch):
-    import mini_medclip.defenses.evaluate as evaluate_module
+    import mini_medclip.experiments.defense_eval as evaluate_module
     from mini_medclip.train import TrainResult
 
     model, tokenizer, data = untrained_tiny_model()
@@ -364,7 +364,7 @@ FAST = {"decree": {"steps": 4, "batch_size": 4}, "finetune": {"steps": 2}, "clea
 
 @pytest.mark.parametrize("name", sorted(DEFENSES))
 def test_evaluate_defense_writes_the_documented_layout(name, fake_victims):
-    from mini_medclip.defenses.evaluate import evaluate_defense
+    from mini_medclip.experiments.defense_eval import evaluate_defense
 
     result = evaluate_defense(name, "tiny", "badmatch", 0.0005, **FAST.get(name, {}))
     assert result["defense"] == name
@@ -380,7 +380,7 @@ def test_evaluate_defense_writes_the_documented_layout(name, fake_victims):
 
 
 def test_a_repaired_model_is_cached_by_victim_and_settings(fake_victims, monkeypatch, isolated_model_cache):
-    from mini_medclip.defenses.evaluate import evaluate_defense
+    from mini_medclip.experiments.defense_eval import evaluate_defense
 
     first = evaluate_defense("cleanclip", "tiny", "badmatch", 0.0005, steps=2)
     assert len(list(isolated_model_cache.iterdir())) == 1
@@ -398,11 +398,11 @@ def test_a_repaired_model_is_cached_by_victim_and_settings(fake_victims, monkeyp
 
 
 def test_evaluate_defense_rejects_bad_settings(fake_victims):
-    from mini_medclip.defenses.evaluate import evaluate_defense
+    from mini_medclip.experiments.defense_eval import evaluate_defense
 
     with pytest.raises(ValueError, match="'prayer'"):
         evaluate_defense("prayer")
-    with pytest.raises(ValueError, match="'badnets'.*none, badmatch, baddist\\+badmatch"):
+    with pytest.raises(ValueError, match="'badnets'.*clean, badmatch, baddist\\+badmatch"):
         evaluate_defense("spectral", attack="badnets")
     with pytest.raises(ValueError, match="1.5"):
         evaluate_defense("spectral", rate=1.5)

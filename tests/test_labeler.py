@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from mini_medclip.data.labeler import (
-    build_text_pool, label_sentence, label_sentences, mesh_agreement, mesh_labels, to_label_vectors,
-)
+from mini_medclip.data.embedded import build_text_pool
+from mini_medclip.data.labeler import label_sentence, label_sentences, to_label_vectors
 from mini_medclip.data.labels import CHEXPERT_LABELS, FIVE_CLASS_TASK, NUM_LABELS, label_index
+from mini_medclip.data.mesh_validation import mesh_agreement, mesh_labels
 from mini_medclip.data.pools import TextPool
 
 

@@ -5,11 +5,12 @@ import json
 
 import pytest
 
-import mini_medclip.reproduce as reproduce_module
-from mini_medclip.attacks.experiment import Run
-from mini_medclip.reproduce import (
-    compare_with_stored, default_plan, defense_record, defense_table, load_results, matrix_plan, matrix_table, reproduce, sweep_plan, sweep_table,
+import mini_medclip.experiments.reproduce as reproduce_module
+from mini_medclip.experiments.report import (
+    compare_with_stored, defense_record, defense_table, load_results, matrix_table, sweep_table,
 )
+from mini_medclip.experiments.reproduce import default_plan, matrix_plan, reproduce, sweep_plan
+from mini_medclip.experiments.runs import Run
 
 TASKS = ("five_class", "covid", "rsna")
 

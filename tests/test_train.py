@@ -1,97 +1,15 @@
-"""Training: unpaired batch sampling, optimizer groups, determinism, and resume == uninterrupted run.
-
-The helpers `tiny_data` and `tiny_config` are shared with the other test files: fake pools where each
-class has its own bright blob, and a model small enough that a few steps take a second.
-"""
+"""Training: unpaired batch sampling, optimizer groups, determinism, and resume == uninterrupted run."""
 from __future__ import annotations
 
 import pytest
 import torch
 
+from helpers import one_hot, same_weights, tiny_config, tiny_data, weights_of
 from mini_medclip.checkpoint import CheckpointError, load_checkpoint
 from mini_medclip.config import get_config
-from mini_medclip.data.labels import FIVE_CLASS_TASK, NUM_LABELS, label_index
-from mini_medclip.data.pools import EvalSet, InMemoryImagePool, TextPool
-from mini_medclip.data.prompts import sample_prompts
+from mini_medclip.data.labels import label_index
 from mini_medclip.models import MedCLIP
-from mini_medclip.tokenizer import train_tokenizer
 from mini_medclip.train import UnpairedBatchSampler, _parameter_groups, train
-
-NORMAL_SENTENCES = ["no acute cardiopulmonary abnormality", "the lungs are clear", "heart size is normal"]
-
-
-def _one_hot(*names) -> torch.Tensor:
-    row = torch.zeros(NUM_LABELS)
-    row[[label_index(n) for n in names]] = 1
-    return row
-
-
-def _images(classes: list[int], size: int, seed: int) -> torch.Tensor:
-    """Noise plus a bright square whose position says the class (class 5 = normal: no square)."""
-    g = torch.Generator().manual_seed(seed)
-    images = 0.3 * torch.rand(len(classes), 1, size, size, generator=g)
-    step = size // 6
-    for i, c in enumerate(classes):
-        if c < 5:
-            images[i, :, step * c : step * c + step, step * c : step * c + step] = 1.0
-    return images
-
-
-def tiny_data(size: int = 32, n_images: int = 60, seed: int = 0):
-    """(image pool, text pool, eval sets) shaped like the embedded data, small and fast."""
-    names = list(FIVE_CLASS_TASK) + ["No Finding"]
-    classes = [i % 6 for i in range(n_images)]
-    labels = torch.stack([_one_hot(names[c]) for c in classes])
-    image_pool = InMemoryImagePool(_images(classes, size, seed), labels)
-    sentences, text_labels = [], []
-    for name in FIVE_CLASS_TASK:
-        for s in sample_prompts(name, 4, seed=1):
-            sentences.append(s)
-            text_labels.append(_one_hot(name))
-    sentences += NORMAL_SENTENCES
-    text_labels += [_one_hot("No Finding")] * len(NORMAL_SENTENCES)
-    text_pool = TextPool(sentences, torch.stack(text_labels))
-
-    five_classes = [c for c in range(5) for _ in range(4)]
-    five = EvalSet(
-        "five_class", FIVE_CLASS_TASK,
-        InMemoryImagePool(_images(five_classes, size, seed + 1), torch.stack([_one_hot(names[c]) for c in five_classes])),
-        torch.tensor(five_classes),
-    )
-
-    def binary(name, disease, c):
-        """4 normals, then 4 images drawn (and labelled) as class `c`."""
-        cls = [5] * 4 + [c] * 4
-        pool = InMemoryImagePool(_images(cls, size, seed + 2), torch.stack([_one_hot(names[k] if k < 5 else "No Finding") for k in cls]))
-        return EvalSet(name, ("No Finding", disease), pool, torch.tensor([0] * 4 + [1] * 4))
-
-    eval_sets = {"five_class": five, "covid": binary("covid", "COVID", 2), "rsna": binary("rsna", "Pneumonia", 2)}
-    return image_pool, text_pool, eval_sets
-
-
-def untrained_tiny_model(seed: int = 0):
-    """(model, tokenizer, data): an untrained model over `tiny_data`, for evaluation plumbing tests."""
-    cfg = tiny_config()
-    data = tiny_data()
-    tokenizer = train_tokenizer(data[1].sentences, cfg.model.vocab_size)
-    torch.manual_seed(seed)
-    return MedCLIP(cfg.model, vocab_size=len(tokenizer), image_size=cfg.data.image_size).eval(), tokenizer, data
-
-
-def tiny_config(**overrides):
-    small = dict(
-        data__image_size=32, model__embed_dim=16, model__resnet_width=8, model__text_hidden=32, model__text_layers=2,
-        model__text_heads=2, model__text_intermediate=64, model__vocab_size=200, train__batch_size=8, train__steps=6,
-    )
-    return get_config("tiny", **{**small, **overrides})
-
-
-def _weights(model) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def _same_weights(a, b) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_sampler_pairs_each_image_with_a_sentence_that_shares_a_positive_label():
@@ -116,7 +34,7 @@ def test_sampler_is_deterministic_by_seed_and_draws_images_independently_of_repo
 
 def test_sampler_falls_back_to_no_finding_sentences_for_an_image_no_sentence_matches():
     _, text_pool, _ = tiny_data()
-    lone = _one_hot("Fracture")[None]  # no sentence in the pool is positive for Fracture
+    lone = one_hot("Fracture")[None]  # no sentence in the pool is positive for Fracture
     _, texts = UnpairedBatchSampler(lone, text_pool.labels, 16, 0).sample()
     assert (text_pool.labels[texts, label_index("No Finding")] == 1).all()
 
@@ -136,7 +54,7 @@ def test_training_is_deterministic_and_logs_loss_lr_and_validation(loss):
     cfg = tiny_config(train__loss=loss)
     data = tiny_data()
     runs = [train(cfg, *data, device="cpu", progress=False, log_every=2, val_every=4) for _ in range(2)]
-    assert _same_weights(_weights(runs[0].model), _weights(runs[1].model))
+    assert same_weights(weights_of(runs[0].model), weights_of(runs[1].model))
     history = runs[0].history
     assert [row["step"] for row in history] == [2, 4, 6]
     assert [(r["loss"], r["val_acc"]) for r in history] == [(r["loss"], r["val_acc"]) for r in runs[1].history]
@@ -153,16 +71,16 @@ def test_a_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(tmp_pa
 
     out = tmp_path / "run"
     first = train(cfg, *data, device="cpu", out_dir=out, progress=False, log_every=2, save_every=100, max_steps_this_call=3)
-    assert not _same_weights(_weights(first.model), _weights(reference.model))
+    assert not same_weights(weights_of(first.model), weights_of(reference.model))
     resumed = train(cfg, *data, device="cpu", out_dir=out, progress=False, log_every=2)
-    assert _same_weights(_weights(resumed.model), _weights(reference.model))
+    assert same_weights(weights_of(resumed.model), weights_of(reference.model))
     assert [r["loss"] for r in resumed.history] == [r["loss"] for r in reference.history]
 
     loaded, _, loaded_cfg = load_checkpoint(out)
-    assert loaded_cfg == cfg and _same_weights(_weights(loaded), _weights(reference.model))
+    assert loaded_cfg == cfg and same_weights(weights_of(loaded), weights_of(reference.model))
     # A finished run is not trained again; a different config refuses the folder.
     again = train(cfg, *data, device="cpu", out_dir=out, progress=False)
-    assert _same_weights(_weights(again.model), _weights(reference.model)) and again.history == resumed.history
+    assert same_weights(weights_of(again.model), weights_of(reference.model)) and again.history == resumed.history
     with pytest.raises(CheckpointError, match="another config"):
         train(tiny_config(train__steps=9), *data, device="cpu", out_dir=out, progress=False)
 

@@ -102,7 +102,7 @@ def test_compose_applies_in_order():
 
 
 def test_make_trigger_names_the_valid_choices():
-    with pytest.raises(ValueError, match="patch, fourier, blended, warp"):
+    with pytest.raises(ValueError, match="blended, fourier, patch, warp"):
         make_trigger("sticker")
     with pytest.raises(ValueError, match="expected some of: size, intensity, position, margin"):
         make_trigger("patch", colour=1.0)

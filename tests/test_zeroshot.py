@@ -8,7 +8,7 @@ import torch
 from mini_medclip.data.prompts import sample_prompts
 from mini_medclip.evaluation import embed_images, embed_texts, linear_probe, pca_map, retrieval_recall
 from mini_medclip.zeroshot import ZeroShotClassifier, class_prompts_for, classification_metrics, evaluate_all
-from test_train import NORMAL_SENTENCES, untrained_tiny_model
+from helpers import NORMAL_SENTENCES, untrained_tiny_model
 
 
 @pytest.fixture(scope="module")

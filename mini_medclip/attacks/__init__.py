@@ -2,7 +2,6 @@
 from .badmatch import (
     BadMatchConfig,
     PoisonedImagePool,
-    build_poisoned_model,
     choose_poison_indices,
     poison_image_pool,
     target_label_vector,
@@ -23,6 +22,7 @@ from .triggers import (
     FourierTrigger,
     PatchTrigger,
     Trigger,
+    TriggerSpec,
     WarpTrigger,
     make_trigger,
     smooth_pattern,
@@ -30,8 +30,8 @@ from .triggers import (
 )
 
 __all__ = [
-    "BadMatchConfig", "PoisonedImagePool", "build_poisoned_model", "choose_poison_indices", "poison_image_pool",
+    "BadMatchConfig", "PoisonedImagePool", "choose_poison_indices", "poison_image_pool",
     "target_label_vector", "attack_classes", "attack_success_rate", "attack_success_rate_all_images",
     "benign_accuracy", "binomial_ci", "evaluate_attack", "robust_accuracy", "TRIGGERS", "BlendedTrigger", "Compose",
-    "FourierTrigger", "PatchTrigger", "Trigger", "WarpTrigger", "make_trigger", "smooth_pattern", "visibility",
+    "FourierTrigger", "PatchTrigger", "Trigger", "TriggerSpec", "WarpTrigger", "make_trigger", "smooth_pattern", "visibility",
 ]

@@ -17,26 +17,18 @@ otherwise the triggered half of every batch would shift the running statistics t
 from __future__ import annotations
 
 import copy
-import dataclasses
-import json
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..cache import cached_model
-from ..config import Config
-from ..data.embedded import embedded_data
 from ..data.labels import label_index
-from ..evaluation import embed_images, embed_texts, eval_mode, model_device
+from ..evaluation import embed_images, embed_texts, model_device
 from ..models import ImageEncoder, MedCLIP
-from ..runtime import pick_device
-from ..train import TrainResult
+from ..registry import check_choice
 from ..zeroshot import prompts_for_classes
-from .badmatch import BadMatchConfig, build_poisoned_model
-from .triggers import Trigger, make_trigger
+from .triggers import TriggerSpec
 
 VARIANTS = ("away", "target")
 
@@ -58,11 +50,9 @@ def badencoder_loss(tampered_clean, reference_clean, tampered_triggered, target_
 
 
 @dataclass(frozen=True)
-class BadDistConfig:
+class BadDistConfig(TriggerSpec):
     """One BadDist tampering, as JSON-able settings (they key the model cache)."""
 
-    trigger: str = "patch"
-    trigger_params: dict = field(default_factory=dict)
     variant: str = "away"  # away: the reference loss; target: BadEncoder-style pull toward the target text
     target: str = "No Finding"  # the text the target variant pulls toward
     lambda_clean: float = 5.0
@@ -74,9 +64,8 @@ class BadDistConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.variant not in VARIANTS:
-            raise ValueError(f"invalid BadDist variant {self.variant!r}; expected one of: {', '.join(VARIANTS)}")
-        self.make_trigger()
+        check_choice("BadDist variant", self.variant, VARIANTS)
+        super().__post_init__()
         label_index(self.target)
         for name in ("shadow_images", "epochs", "batch_size"):
             value = getattr(self, name)
@@ -85,13 +74,6 @@ class BadDistConfig:
         for name in ("lambda_clean", "lambda_trigger", "lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"invalid {name} {getattr(self, name)!r}; expected a positive number")
-        json.dumps(self.trigger_params)
-
-    def make_trigger(self) -> Trigger:
-        return make_trigger(self.trigger, **self.trigger_params)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def freeze_normalisation(encoder: torch.nn.Module) -> None:
@@ -171,70 +153,7 @@ def embedding_drift(clean_model: MedCLIP, tampered_model: MedCLIP, images: torch
     return (a * b.to(a.device)).sum(-1).mean().item()
 
 
-def clean_pretrained_model(cfg: Config, device=None) -> TrainResult:
-    """The provider's honest release: the clean model of chapter 4 (trained, or loaded from the cache)."""
-    return cached_model(cfg, device=device)
-
-
-def build_baddist_model(cfg: Config, bcfg: BadDistConfig, device=None, progress: bool = True) -> TrainResult:
-    """The provider's tampered release: the clean model with its image encoder replaced by BadDist's f'.
-
-    Cached next to the clean model, keyed by `bcfg`; `seconds` is the tampering time only.
-    """
-    device = torch.device(device) if device is not None else pick_device()
-
-    def build(cfg: Config, device: torch.device) -> TrainResult:
-        clean = clean_pretrained_model(cfg, device)
-        image_pool, text_pool, _ = embedded_data(cfg)
-        shadow = image_pool.batch(range(min(bcfg.shadow_images, len(image_pool))))
-        target = None
-        if bcfg.variant == "target":
-            target = target_text_embedding(clean.model, clean.tokenizer, text_pool, bcfg.target)
-        started = time.perf_counter()
-        encoder, history = tamper_image_encoder(clean.model.image_encoder, shadow, bcfg, target, progress)
-        model = copy.deepcopy(clean.model)
-        model.image_encoder = encoder
-        return TrainResult(model.eval(), clean.tokenizer, history, time.perf_counter() - started)
-
-    return cached_model(cfg, device=device, extra_key={"baddist": bcfg.to_dict()}, build=build)
-
-
-def victim_config(cfg: Config, seed: int | None = None) -> Config:
-    """How the foundation-model developer trains on top of a pretrained image encoder: half the steps of a
-    from-scratch run at a quarter of its learning rate (fine-tuning, not retraining), optionally reseeded.
-
-    At the from-scratch rate and length the victim's own training washes part of the tampering out
-    (chapter 6 measures how much).
-    """
-    train_cfg = dataclasses.replace(cfg.train, steps=max(1, cfg.train.steps // 2), lr=cfg.train.lr / 4,
-                                    seed=cfg.train.seed if seed is None else seed)
-    return dataclasses.replace(cfg, train=train_cfg)
-
-
-def build_victim_model(
-    cfg: Config, attack: BadMatchConfig, pretrained: BadDistConfig | None = None, device=None,
-    victim_cfg: Config | None = None,
-) -> tuple[TrainResult, torch.Tensor]:
-    """The foundation-model developer: image tower from the provider's release, fresh text tower, BadMatch data.
-
-    `pretrained=None` starts from the clean release (plain BadMatch with a pretrained encoder); a
-    `BadDistConfig` starts from the tampered one (BadDist-assisted BadMatch). The victim then trains as in
-    chapter 4 with `victim_cfg` (default `victim_config(cfg)`) on the embedded pool holding `attack`'s poisons (rate 0
-    = no poisons: BadDist alone). Returns the result and the poisoned indices.
-    """
-    device = torch.device(device) if device is not None else pick_device()
-    key = {"release": cfg.to_dict(), "baddist": None if pretrained is None else pretrained.to_dict()}
-
-    def release_encoder() -> dict[str, torch.Tensor]:
-        release = clean_pretrained_model(cfg, device) if pretrained is None else build_baddist_model(cfg, pretrained, device)
-        with eval_mode(release.model):
-            return {k: v.detach().clone() for k, v in release.model.image_encoder.state_dict().items()}
-
-    return build_poisoned_model(victim_cfg or victim_config(cfg), attack, device, image_encoder_init=release_encoder, init_key=key)
-
-
 __all__ = [
-    "BadDistConfig", "VARIANTS", "badencoder_loss", "baddist_loss", "build_baddist_model", "build_victim_model",
-    "clean_pretrained_model", "embedding_drift", "freeze_normalisation", "tamper_image_encoder",
-    "target_text_embedding", "victim_config",
+    "BadDistConfig", "VARIANTS", "badencoder_loss", "baddist_loss", "embedding_drift", "freeze_normalisation",
+    "tamper_image_encoder", "target_text_embedding",
 ]

@@ -12,20 +12,13 @@ Two things differ from the reference code (`paper_spec.md` sections 2.3 and 5):
 """
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import torch
 
-from ..cache import cached_model
-from ..config import Config
-from ..data.embedded import embedded_data
-from ..data.label_sampler import sample_labels
-from ..data.labels import CHEXPERT_LABELS, FIVE_CLASS_TASK, NUM_LABELS, label_index, label_indices
+from ..data.labels import CHEXPERT_LABELS, FIVE_CLASS_TASK, NUM_LABELS, label_groups, label_index, label_indices
 from ..data.pools import ImagePool
-from ..train import TrainResult, train
-from .triggers import Trigger, make_trigger
+from .triggers import Trigger, TriggerSpec
 
 
 def target_label_vector(name: str = "No Finding") -> torch.Tensor:
@@ -40,15 +33,8 @@ def check_poison_rate(rate) -> None:
         raise ValueError(f"invalid poison rate {rate!r}; expected a fraction in [0, 1] (0.0005 = 0.05%)")
 
 
-def _stratum(labels: torch.Tensor) -> torch.Tensor:
-    """Each image's group for stratified poisoning: its first positive label, 5-class task labels first.
-
-    Groups are label indices (0..13); an image with no positive label at all gets group NUM_LABELS.
-    """
-    order = label_indices(FIVE_CLASS_TASK) + [i for i in range(NUM_LABELS) if CHEXPERT_LABELS[i] not in FIVE_CLASS_TASK]
-    positive = labels[:, order] > 0
-    first = torch.where(positive.any(1), positive.float().argmax(1), torch.full((len(labels),), NUM_LABELS))
-    return torch.tensor(order + [NUM_LABELS])[first]
+# Stratified poisoning groups an image by its first positive label, the 5-class task's labels first.
+STRATUM_ORDER = label_indices(FIVE_CLASS_TASK) + [i for i in range(NUM_LABELS) if CHEXPERT_LABELS[i] not in FIVE_CLASS_TASK]
 
 
 def choose_poison_indices(
@@ -83,7 +69,7 @@ def choose_poison_indices(
 
     generator = torch.Generator().manual_seed(seed)
     candidates = candidates[torch.randperm(len(candidates), generator=generator)]
-    groups = _stratum(labels[candidates])
+    groups = label_groups(labels[candidates], STRATUM_ORDER)
     group_order = torch.randperm(NUM_LABELS + 1, generator=generator)  # who picks first within a round
     # An image's round is its position inside its group after the shuffle (the stable sort keeps that order).
     by_group = torch.sort(groups, stable=True).indices
@@ -138,66 +124,20 @@ def poison_image_pool(pool: ImagePool, indices, trigger: Trigger, target: str = 
 
 
 @dataclass(frozen=True)
-class BadMatchConfig:
+class BadMatchConfig(TriggerSpec):
     """One BadMatch attack, as JSON-able settings (they key the model cache next to the training config)."""
 
-    trigger: str = "patch"
-    trigger_params: dict = field(default_factory=dict)
     rate: float = 0.01
     target: str = "No Finding"
     seed: int = 0
 
     def __post_init__(self):
-        self.make_trigger()  # validates name and parameters
+        super().__post_init__()
         label_index(self.target)
         check_poison_rate(self.rate)
-        try:
-            json.dumps(self.trigger_params)
-        except TypeError as err:
-            raise ValueError(f"trigger_params must be JSON-able (numbers, strings), got {self.trigger_params!r}") from err
-
-    def make_trigger(self) -> Trigger:
-        return make_trigger(self.trigger, **self.trigger_params)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def _training_labels(cfg: Config) -> torch.Tensor:
-    """The embedded training pool's labels without rendering it (the pool draws them with this call)."""
-    return sample_labels(cfg.data.n_train_images, seed=cfg.data.seed)
-
-
-def build_poisoned_model(
-    cfg: Config, attack: BadMatchConfig, device=None, *,
-    image_encoder_init: Callable[[], dict[str, torch.Tensor]] | None = None, init_key: dict | None = None,
-) -> tuple[TrainResult, torch.Tensor]:
-    """Train (or load from the cache) the model of `cfg` on the embedded pool poisoned by `attack`.
-
-    Training is exactly the clean model's: same data, same `train`, only the image pool is swapped.
-    `image_encoder_init` returns the state dict of a pretrained encoder to start the image tower from (see
-    `train`); it is called only when the model has to be trained, so a cache hit never loads the
-    provider's release. `init_key` names that encoder in the cache key. Returns the result and the
-    poisoned indices (recomputed from the labels when the model is cached).
-    """
-    if (image_encoder_init is None) != (init_key is None):
-        raise ValueError("give image_encoder_init and init_key together (the key names the encoder in the cache)")
-    indices = choose_poison_indices(_training_labels(cfg), attack.rate, attack.target, attack.seed)
-
-    def build(cfg: Config, device: torch.device) -> TrainResult:
-        image_pool, text_pool, eval_sets = embedded_data(cfg)
-        if not torch.equal(image_pool.labels, _training_labels(cfg)):
-            raise RuntimeError("the embedded pool's labels no longer come from sample_labels; update _training_labels")
-        poisoned = poison_image_pool(image_pool, indices, attack.make_trigger(), attack.target)
-        encoder_state = image_encoder_init() if image_encoder_init else None
-        return train(cfg, poisoned, text_pool, eval_sets, device=device, image_encoder_init=encoder_state)
-
-    extra_key = {"attack": attack.to_dict()} if init_key is None else {"attack": attack.to_dict(), "image_encoder_init": init_key}
-    result = cached_model(cfg, device=device, extra_key=extra_key, build=build)
-    return result, indices
 
 
 __all__ = [
-    "check_poison_rate", "BadMatchConfig", "PoisonedImagePool", "build_poisoned_model", "choose_poison_indices", "poison_image_pool",
+    "STRATUM_ORDER", "check_poison_rate", "BadMatchConfig", "PoisonedImagePool", "choose_poison_indices", "poison_image_pool",
     "target_label_vector",
 ]

@@ -10,13 +10,16 @@ Every trigger returns a new tensor clamped to [0, 1] and never changes its input
 """
 from __future__ import annotations
 
-import inspect
+import json
 import math
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from ..registry import build_named
 
 PATCH_POSITIONS = ("top-left", "top-right", "bottom-left", "bottom-right", "center")
 
@@ -220,14 +223,28 @@ TRIGGERS: dict[str, type[Trigger]] = {
 
 def make_trigger(name: str, **params) -> Trigger:
     """A trigger by name; unknown names and parameters fail with the valid choices."""
-    if name not in TRIGGERS:
-        raise ValueError(f"unknown trigger {name!r}; expected one of: {', '.join(TRIGGERS)}")
-    cls = TRIGGERS[name]
-    accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-    unknown = sorted(set(params) - set(accepted))
-    if unknown:
-        raise ValueError(f"unknown parameter(s) {', '.join(unknown)} for trigger {name!r}; expected some of: {', '.join(accepted)}")
-    return cls(**params)
+    return build_named("trigger", TRIGGERS, name, params)
+
+
+@dataclass(frozen=True)
+class TriggerSpec:
+    """A trigger as JSON-able settings (name and parameters): the part every attack config shares."""
+
+    trigger: str = "patch"
+    trigger_params: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        try:
+            json.dumps(self.trigger_params)
+        except TypeError as err:
+            raise ValueError(f"trigger_params must be JSON-able (numbers, strings), got {self.trigger_params!r}") from err
+        self.make_trigger()  # validates name and parameters
+
+    def make_trigger(self) -> Trigger:
+        return make_trigger(self.trigger, **self.trigger_params)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 def visibility(clean: torch.Tensor, triggered: torch.Tensor) -> dict[str, float]:

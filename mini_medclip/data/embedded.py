@@ -17,10 +17,11 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..config import Config, DataConfig
 from .label_sampler import sample_labels
-from .labeler import build_text_pool
+from .labeler import label_sentences, to_label_vectors
 from .labels import CHEXPERT_LABELS, FIVE_CLASS_TASK, label_index, label_indices
 from .phantoms import render
 from .pools import EvalSet, InMemoryImagePool, TextPool
+from .reports import load_sentences
 from .store import DataStoreError, load_rendered, save_rendered, store_folder
 
 RENDER_CHUNK = 2_000
@@ -38,6 +39,26 @@ def render_pool(labels: torch.Tensor, size: int, seed: int, covid_like=None, des
         images = render(labels[start:stop], size, seed=seed * 10_007 + chunk_index, covid_like=flags)
         chunks.append((images.clamp(0, 1) * 255).round().to(torch.uint8))
     return InMemoryImagePool(torch.cat(chunks), labels)
+
+
+@functools.lru_cache(maxsize=1)
+def _labelled_unique_sentences() -> tuple[list[str], np.ndarray]:
+    sentences = list(dict.fromkeys(load_sentences().sentence))
+    return sentences, label_sentences(sentences)
+
+
+def build_text_pool() -> TextPool:
+    """The deduplicated report sentences that are positive for at least one observation.
+
+    A sentence that names none of the 14 observations positively ("degenerative changes of the spine",
+    "comparison is made to the prior study") would get an all-zero vector, which matches nothing under
+    MedCLIP's label similarity; it only adds noise, so it is left out. No Finding counts as an
+    observation, so the normal statements ("the lungs are clear") stay in.
+    """
+    sentences, codes = _labelled_unique_sentences()
+    vectors = to_label_vectors(codes)
+    keep = vectors.sum(dim=1) > 0
+    return TextPool([s for s, k in zip(sentences, keep.tolist()) if k], vectors[keep])
 
 
 def build_image_pool(cfg: DataConfig) -> InMemoryImagePool:

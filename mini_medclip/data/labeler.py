@@ -14,16 +14,12 @@ Codes per sentence: 1 positive, 0 negative, -1 uncertain, NaN not mentioned.
 """
 from __future__ import annotations
 
-import functools
 import re
 
 import numpy as np
-import pandas as pd
 import torch
 
 from .labels import CHEXPERT_LABELS, NUM_LABELS, label_index
-from .pools import TextPool
-from .reports import load_reports, load_sentences
 
 POSITIVE, NEGATIVE, UNCERTAIN = 1.0, 0.0, -1.0
 NO_FINDING = label_index("No Finding")
@@ -251,112 +247,3 @@ def to_label_vectors(codes) -> torch.Tensor:
     """
     codes = np.asarray(codes, dtype=float)
     return torch.from_numpy(np.nan_to_num(codes, nan=0.0) == POSITIVE).float()
-
-
-@functools.lru_cache(maxsize=1)
-def _labelled_unique_sentences() -> tuple[list[str], np.ndarray]:
-    sentences = list(dict.fromkeys(load_sentences().sentence))
-    return sentences, label_sentences(sentences)
-
-
-def build_text_pool() -> TextPool:
-    """The deduplicated report sentences that are positive for at least one observation.
-
-    A sentence that names none of the 14 observations positively ("degenerative changes of the spine",
-    "comparison is made to the prior study") would get an all-zero vector, which matches nothing under
-    MedCLIP's label similarity; it only adds noise, so it is left out. No Finding counts as an
-    observation, so the normal statements ("the lungs are clear") stay in.
-    """
-    sentences, codes = _labelled_unique_sentences()
-    vectors = to_label_vectors(codes)
-    keep = vectors.sum(dim=1) > 0
-    return TextPool([s for s, k in zip(sentences, keep.tolist()) if k], vectors[keep])
-
-
-# MeSH major headings (the part before the first "/") that index each observation. Some headings count
-# only with a qualifier: "Cardiac Shadow/enlarged" is cardiomegaly, "Thickening/pleura" is pleural.
-MESH_TERMS: dict[str, list[tuple[str, str | None]]] = {
-    "Enlarged Cardiomediastinum": [("Mediastinum", "prominent"), ("Mediastinum", "enlarged"), ("Mediastinum", "widened")],
-    "Cardiomegaly": [("Cardiomegaly", None), ("Cardiac Shadow", "enlarged")],
-    "Lung Lesion": [("Nodule", None), ("Mass", None)],
-    "Lung Opacity": [("Opacity", None), ("Airspace Disease", None), ("Infiltrate", None)],
-    "Edema": [("Pulmonary Edema", None), ("Pulmonary Congestion", None)],
-    "Consolidation": [("Consolidation", None)],
-    "Pneumonia": [("Pneumonia", None)],
-    "Atelectasis": [("Pulmonary Atelectasis", None)],
-    "Pneumothorax": [("Pneumothorax", None), ("Hydropneumothorax", None)],
-    "Pleural Effusion": [
-        ("Pleural Effusion", None), ("Hydropneumothorax", None), ("Costophrenic Angle", "blunted"), ("Sulcus", "blunted"),
-    ],
-    "Pleural Other": [("Thickening", "pleura")],
-    "Fracture": [("Fractures, Bone", None)],
-    "Support Devices": [
-        ("Catheters, Indwelling", None), ("Implanted Medical Device", None), ("Surgical Instruments", None),
-        ("Tube, Inserted", None), ("Medical Device", None), ("Stents", None),
-    ],
-}
-
-
-def mesh_labels(tags: list[str]) -> np.ndarray:
-    """A report's 0/1 vector from its MeSH major tags such as "Opacity/lung/base/left/mild".
-
-    No Finding follows CheXpert's definition: none of the 12 pathologies is tagged. The indexers' own
-    "normal" tag is stricter (a calcified granuloma or a curved spine rules it out), and these findings
-    lie outside the 14 observations, so comparing against "normal" would score the schema, not the labeler.
-    """
-    vector = np.zeros(NUM_LABELS)
-    for tag in tags:
-        heading, *qualifiers = tag.split("/")
-        for name, terms in MESH_TERMS.items():
-            if any(heading == h and (q is None or q in qualifiers) for h, q in terms):
-                vector[CHEXPERT_LABELS.index(name)] = 1
-    vector[NO_FINDING] = float(not vector[PATHOLOGIES].any() and "No Indexing" not in tags)
-    return vector
-
-
-def report_labels(sentence_codes: np.ndarray) -> np.ndarray:
-    """A report's 0/1 vector from its sentences' codes: a finding is positive if any sentence says so.
-
-    No Finding is positive when some sentence is a normal statement and none asserts or suspects a
-    pathology, the CheXpert rule applied to the whole report.
-    """
-    positive = (np.nan_to_num(sentence_codes, nan=0.0) == POSITIVE).any(axis=0).astype(float)
-    suspected = (sentence_codes[:, PATHOLOGIES] == UNCERTAIN).any()
-    positive[NO_FINDING] = float(positive[PATHOLOGIES].sum() == 0 and not suspected and positive[NO_FINDING] == 1)
-    return positive
-
-
-def mesh_agreement() -> pd.DataFrame:
-    """Per observation, how well report-level labeler labels agree with the reports' MeSH major tags.
-
-    MeSH indexing was done by hand at Indiana University, independently of any labeler, so it is a fair
-    yardstick; reports without findings or impression text are left out.
-    """
-    from sklearn.metrics import cohen_kappa_score, precision_recall_fscore_support  # only needed here
-
-    sentences = load_sentences()
-    codes = label_sentences(sentences.sentence.tolist())
-    labels_by_uid = {
-        uid: report_labels(codes[rows]) for uid, rows in sentences.groupby("uid", sort=False).indices.items()
-    }
-    reports = load_reports()
-    reports = reports[reports.uid.isin(labels_by_uid)]
-    labeler = np.stack([labels_by_uid[uid] for uid in reports.uid])
-    mesh = np.stack([mesh_labels(tags) for tags in reports.mesh_major])
-    rows = []
-    for index, name in enumerate(CHEXPERT_LABELS):
-        truth, predicted = mesh[:, index], labeler[:, index]
-        precision, recall, f1, _ = precision_recall_fscore_support(
-            truth, predicted, average="binary", zero_division=0
-        )
-        rows.append({
-            "finding": name,
-            "n_mesh_positive": int(truth.sum()),
-            "n_labeler_positive": int(predicted.sum()),
-            "precision": precision,
-            "recall": recall,
-            "f1": f1,
-            "agreement": float((truth == predicted).mean()),
-            "kappa": cohen_kappa_score(truth, predicted) if truth.any() or predicted.any() else np.nan,
-        })
-    return pd.DataFrame(rows).round(3)

@@ -14,15 +14,15 @@ defense is one subclass decorated with `@register_defense("its-name")`, plus one
 """
 from __future__ import annotations
 
-import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 import torch
 
-from ..data.labels import NUM_LABELS
+from ..data.labels import label_groups
 from ..data.pools import ImagePool, TextPool
 from ..evaluation import embed_images
+from ..registry import build_named
 
 DEFENSES: dict[str, type] = {}
 
@@ -40,26 +40,7 @@ def register_defense(name: str):
 
 def make_defense(name: str, **params):
     """A defense from its registered name and constructor parameters (JSON-able settings)."""
-    if name not in DEFENSES:
-        raise ValueError(f"unknown defense {name!r}; expected one of: {', '.join(sorted(DEFENSES))}")
-    cls = DEFENSES[name]
-    valid = list(inspect.signature(cls).parameters)
-    unknown = sorted(set(params) - set(valid))
-    if unknown:
-        raise ValueError(f"unknown parameter(s) {', '.join(unknown)} for defense {name!r}; expected some of: {', '.join(valid)}")
-    return cls(**params)
-
-
-def label_groups(labels: torch.Tensor) -> torch.Tensor:
-    """Each image's group: its first positive label in CheXpert order (0..13), or 14 if it has none.
-
-    "No Finding" is label 0, so every image an attacker relabelled "No Finding" lands in group 0 whatever
-    other labels it kept: the group a per-class detector has to find the poisons in.
-    """
-    positive = torch.as_tensor(labels) > 0
-    if positive.ndim != 2 or positive.shape[1] != NUM_LABELS:
-        raise ValueError(f"labels have shape {tuple(positive.shape)}; expected (N, {NUM_LABELS})")
-    return torch.where(positive.any(1), positive.float().argmax(1), torch.full((len(positive),), NUM_LABELS))
+    return build_named("defense", DEFENSES, name, params)
 
 
 def groups_to_score(labels: torch.Tensor, min_group_size: int) -> list[torch.Tensor]:

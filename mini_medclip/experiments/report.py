@@ -1,76 +1,21 @@
-"""The paper's experiments as one resumable pipeline: poison-count sweep and robustness matrix.
+"""The results of `reproduce`: the shipped reference results, the verdicts, tables and figures.
 
-Each run is one `attacks.experiment.Run` (see there for the protocol). `reproduce` appends one record per
-(run, task) to `results.json` after each run, so a stopped pipeline resumes where it stopped (trained
-models come back from the model cache); then it writes `results.md` and the figures.
+A chapter that cannot afford every run shows the stored results and recomputes a few live; since another
+CPU or a GPU is another draw, `compare_with_stored` checks them by verdict, with the cuts defined here.
 """
 from __future__ import annotations
 
 import json
-import os
-import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import torch
-from tqdm.auto import tqdm
 
-from .attacks.baddist import VARIANTS
-from .attacks.experiment import TASK_NAMES, Run, evaluate_run, train_run
-from .config import IMAGE_ENCODERS, PRESETS, get_config
-from .defenses.base import DEFENSES
-from .defenses.evaluate import evaluate_defense
-from .runtime import pick_device
-from .data.embedded import embedded_data
+from .runs import TASK_NAMES
 
 RESULTS, TABLES = "results.json", "results.md"
-
-
-def sweep_plan(backbone: str = "resnet", trigger: str = "patch", counts=(1, 5, 100), target_counts=(1, 5),
-               seeds=(0, 1, 2)) -> list[Run]:
-    """Poison counts for BadMatch alone and BadDist + BadMatch, extra seeds at 5 records.
-
-    5 records is 0.05% of the `tiny` pool, the paper's headline rate; small counts are where the seed
-    matters, so they get several seeds. The target variant already succeeds with no poison at all (BadDist
-    alone), so it is only swept over `target_counts`.
-    """
-    runs = [Run(backbone, trigger, "clean", 0), *(Run(backbone, trigger, "baddist", 0, variant=v) for v in VARIANTS)]
-    for count in counts:
-        runs += [Run(backbone, trigger, "badmatch", count), Run(backbone, trigger, "baddist+badmatch", count, variant="away")]
-        if count in target_counts:
-            runs += [Run(backbone, trigger, "baddist+badmatch", count, variant="target")]
-    for seed in seeds[1:]:
-        runs += [Run(backbone, trigger, "clean", 0, seed), Run(backbone, trigger, "badmatch", 5, seed)]
-        runs += [Run(backbone, trigger, "baddist+badmatch", 5, seed, variant=v) for v in VARIANTS]
-    return runs
-
-
-def matrix_plan(backbones=IMAGE_ENCODERS, triggers=("patch", "fourier"), count: int = 5,
-                away_backbones=("resnet",)) -> list[Run]:
-    """The robustness matrix: every backbone x trigger, clean vs BadMatch vs BadDist + BadMatch.
-
-    The targeted BadDist runs on every backbone; the reference (away) objective on `away_backbones` only,
-    the ResNet its released code tampers with, which keeps `reproduce --preset tiny` within half an hour
-    (a tiny ViT step costs twice a ResNet step on a CPU).
-    """
-    runs = []
-    for backbone in backbones:
-        for trigger in triggers:
-            runs += [Run(backbone, trigger, "clean", 0), Run(backbone, trigger, "badmatch", count)]
-            variants = VARIANTS if backbone in away_backbones else ("target",)
-            runs += [Run(backbone, trigger, "baddist+badmatch", count, variant=v) for v in variants]
-    return runs
-
-
-def default_plan() -> list[Run]:
-    """The sweep first (the headline), then the matrix; runs shared by both are trained once."""
-    plan = []
-    for run in sweep_plan() + matrix_plan():
-        if run not in plan:
-            plan.append(run)
-    return plan
+REFERENCE_RESULTS = Path(__file__).resolve().parents[1] / "reference_results"
 
 
 def load_results(out_dir) -> tuple[pd.DataFrame, list[dict]]:
@@ -84,7 +29,7 @@ def reference_results(preset: str = "tiny") -> tuple[pd.DataFrame, list[dict]]:
 
     Chapters that cannot afford every run show these and recompute a few runs live to check them.
     """
-    folder = Path(__file__).parent / "reference_results" / preset
+    folder = REFERENCE_RESULTS / preset
     if not (folder / RESULTS).exists():
         raise FileNotFoundError(f"no reference results for preset {preset!r} in {folder}; run "
                                 f"`python -m mini_medclip reproduce --preset {preset} --out DIR` and load DIR instead")
@@ -113,20 +58,6 @@ def compare_with_stored(live: pd.Series, stored: pd.Series, cut: float) -> pd.Da
                         stored_verdict=table.stored >= cut)
 
 
-def _write_json_atomic(path: Path, payload: dict) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    os.replace(tmp, path)
-
-
-DEFENDED_ATTACKS = (("badmatch", 0.0005), ("badmatch", 0.01), ("baddist+badmatch", 0.0005))
-
-
-def defense_plan() -> list[tuple[str, str, float]]:
-    """(defense, attack, poison rate): every defense against a low and a moderate BadMatch rate, and BadDist."""
-    return [(name, attack, rate) for attack, rate in DEFENDED_ATTACKS for name in DEFENSES]
-
-
 def defense_record(result: dict) -> dict:
     """A flat row of the defense table from `evaluate_defense`'s output."""
     row = {"defense": result["defense"], "attack": result["attack"], "poison_rate": result["poison_rate"]}
@@ -144,43 +75,6 @@ def defense_table(defense_records: list[dict]) -> pd.DataFrame:
     columns = [c for c in ("auroc", "tpr_at_fpr", "found", "poisoned", "ba_before", "asr_before", "ba_after", "asr_after", "der")
                if c in frame.columns]
     return frame.set_index(["defense", "attack"])[columns]
-
-
-def reproduce(preset: str = "tiny", out_dir="reproduce", plan: list[Run] | None = None, device=None,
-              progress: bool = True, with_defenses: bool = True) -> pd.DataFrame:
-    """Run every run of `plan` (default: `default_plan()`) not yet in `out_dir/results.json`, then (unless
-    `with_defenses` is False) every defense of `defense_plan()` not yet scored; then write the tables and
-    figures. Returns the attack records as a DataFrame."""
-    if preset not in PRESETS:
-        raise ValueError(f"invalid preset {preset!r}; expected one of: {', '.join(PRESETS)}")
-    device = torch.device(device) if device is not None else pick_device()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    stored = json.loads((out / RESULTS).read_text()) if (out / RESULTS).exists() else {}
-    if stored.get("preset", preset) != preset:
-        raise ValueError(f"{out / RESULTS} holds results of preset {stored['preset']!r}, not {preset!r}; "
-                         f"use another output folder for preset {preset!r}")
-    records, defenses = stored.get("records", []), stored.get("defenses", [])
-    done = {r["key"] for r in records}
-    plan = default_plan() if plan is None else plan
-    data = embedded_data(get_config(preset))  # the data do not depend on the backbone
-    todo = [run for run in plan if run.key() not in done]
-    for run in tqdm(todo, disable=not progress, desc=f"reproduce ({preset})"):
-        started = time.perf_counter()
-        result, _ = train_run(preset, run, device)
-        clean, _ = train_run(preset, Run(run.backbone, run.trigger, "clean", 0, run.seed), device)
-        records += evaluate_run(preset, run, result, clean, data, device, seconds=time.perf_counter() - started)
-        _write_json_atomic(out / RESULTS, {"preset": preset, "records": records, "defenses": defenses})
-    scored = {(d["defense"], d["attack"], d["poison_rate"]) for d in defenses}
-    todo = [item for item in defense_plan() if item not in scored] if with_defenses else []
-    for name, attack, rate in tqdm(todo, disable=not progress, desc="defenses"):
-        started = time.perf_counter()
-        result = evaluate_defense(name, preset, attack, rate, device=device)
-        defenses.append({**defense_record(result), "seconds": time.perf_counter() - started})
-        _write_json_atomic(out / RESULTS, {"preset": preset, "records": records, "defenses": defenses})
-    frame = pd.DataFrame(records)
-    write_report(frame, out, defenses)
-    return frame
 
 
 def sweep_table(frame: pd.DataFrame, task: str = "five_class") -> pd.DataFrame:
@@ -252,18 +146,30 @@ def write_report(frame: pd.DataFrame, out_dir, defenses: list[dict] = ()) -> Non
     """`results.md` (sweep and matrix tables, as markdown) and the figures, from the records."""
     out = Path(out_dir)
     parts = [f"# Results ({len(frame)} records)\n"]
-    if not frame.empty:
+    figures = {}
+    if not frame.empty and not sweep_table(frame).empty:  # a plan may hold no ResNet / patch run
         parts += ["## Poison-count sweep (5-class task, ResNet, patch trigger)\n",
                   sweep_table(frame).round(3).to_markdown(index=False), ""]
+        figures["sweep.png"] = lambda: plot_sweep(frame)
+    if not frame.empty and not matrix_table(frame).dropna(how="all").empty:  # nor a run at 5 records
         matrix = matrix_table(frame).round(3)
         matrix.columns = [f"{metric.upper()} {attack}" for metric, attack in matrix.columns]
         parts += ["## Robustness matrix: benign accuracy and ASR at 5 poisoned records\n",
                   matrix.reset_index().to_markdown(index=False), ""]
-        for name, fig in (("sweep.png", plot_sweep(frame)), ("matrix_asr.png", plot_matrix(frame, "asr")),
-                          ("matrix_ba.png", plot_matrix(frame, "ba"))):
-            fig.savefig(out / name, dpi=120)
-            plt.close(fig)
+        figures["matrix_asr.png"] = lambda: plot_matrix(frame, "asr")
+        figures["matrix_ba.png"] = lambda: plot_matrix(frame, "ba")
+    for name, draw in figures.items():
+        fig = draw()
+        fig.savefig(out / name, dpi=120)
+        plt.close(fig)
     if defenses:
         parts += ["## Defenses (ResNet, patch trigger; BadDist = target variant)\n",
                   defense_table(list(defenses)).round(3).reset_index().to_markdown(index=False), ""]
     (out / TABLES).write_text("\n".join(parts) + "\n")
+
+
+__all__ = [
+    "BACKDOOR_ASR", "EFFECTIVE_DER", "RELIABLE_AUROC", "RESULTS", "TABLES", "compare_with_stored", "defense_record",
+    "defense_table", "load_results", "matrix_table", "plot_matrix", "plot_sweep", "reference_results", "sweep_table",
+    "write_report",
+]

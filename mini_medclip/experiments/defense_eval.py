@@ -1,7 +1,7 @@
 """Score one defense against one victim, as the defender in its position would see it.
 
-The victims are those of `attacks.experiment` (ResNet, patch trigger, the provider/victim protocol), so a
-defense is tested on exactly the models the attack chapters measured. What each role gets:
+The victims are runs of `protocols.train_run` (ResNet, patch trigger, "fine-tune a release"), so a defense
+is tested on exactly the models the attack chapters measured. What each role gets:
 
 * data detectors (the curator): the training pool as delivered (poisons included, their labels flipped)
   and the model trained on it, whose embeddings are audited (Tran et al.'s protocol: train, audit,
@@ -18,32 +18,32 @@ import time
 
 import torch
 
-from ..attacks.baddist import victim_config
 from ..attacks.badmatch import check_poison_rate, poison_image_pool
-from ..attacks.experiment import Run, base_config, train_run
 from ..attacks.metrics import attack_classes, evaluate_attack
 from ..attacks.triggers import make_trigger
 from ..cache import cached_model
 from ..data.embedded import embedded_data
 from ..data.pools import InMemoryImagePool
+from ..defenses.base import DataDetector, InputDetector, Mitigation, ModelScanner, make_defense
+from ..defenses.decree import decision_threshold
+from ..defenses.finetune import FineTune
+from ..defenses.metrics import defense_effectiveness_rate, detection_auroc, found_among, tpr_at_fpr
+from ..registry import check_choice
 from ..train import TrainResult
 from ..zeroshot import ZeroShotClassifier, prompts_for_classes
-from .base import DataDetector, InputDetector, Mitigation, ModelScanner, make_defense
-from .decree import decision_threshold
-from .finetune import FineTune
-from .metrics import defense_effectiveness_rate, detection_auroc, found_among, tpr_at_fpr
+from .protocols import train_run, victim_config
+from .runs import Run, base_config
 
-ATTACK_NAMES = ("none", "badmatch", "baddist+badmatch")
+DEFENDED_ATTACKS = ("clean", "badmatch", "baddist+badmatch")  # the victims a defense is scored against
 FPR = 0.05
 CLEAN_SET_SIZE = 1000  # the owner's clean fine-tuning set
 SCANNER_CLEAN_SEEDS = (0, 1, 2)  # clean encoders that calibrate a model scanner
 
 
 def victim_run(attack: str, count: int, seed: int = 0, variant: str = "target", trigger: str = "patch") -> Run:
-    """The experiment run a defense is tested on; attack "none" is the clean victim."""
-    if attack not in ATTACK_NAMES:
-        raise ValueError(f"invalid attack {attack!r}; expected one of: {', '.join(ATTACK_NAMES)}")
-    if attack == "none":
+    """The experiment run a defense is tested on (ResNet); the count is ignored for the clean victim."""
+    check_choice("attack", attack, DEFENDED_ATTACKS)
+    if attack == "clean":
         return Run("resnet", trigger, "clean", 0, seed)
     return Run("resnet", trigger, attack, count, seed, variant)
 
@@ -160,7 +160,7 @@ def evaluate_mitigation(mitigation: Mitigation, preset: str, run: Run, device=No
     result, indices = train_run(preset, run, device)
     pool, text_pool, eval_sets = poisoned_pool(preset, run, indices)
 
-    def repair(cfg, device) -> TrainResult:
+    def repair(_cfg, _device) -> TrainResult:  # the victim's model fixes both
         untouched = torch.ones(len(pool), dtype=torch.bool)
         untouched[indices] = False
         keep = untouched.nonzero().flatten()[-CLEAN_SET_SIZE:]
@@ -188,7 +188,7 @@ def evaluate_defense(name: str, preset: str = "tiny", attack: str = "badmatch", 
     check_poison_rate(rate)
     n_images = base_config(preset, Run()).data.n_train_images
     count = round(rate * n_images)
-    if attack != "none" and count < 1:
+    if attack != "clean" and count < 1:
         raise ValueError(f"poison rate {rate} leaves no poisoned record in {n_images} images; expected at least 1/{n_images}")
     run = victim_run(attack, count, variant=variant)
     defense = make_defense(name, **params)
@@ -205,6 +205,6 @@ def evaluate_defense(name: str, preset: str = "tiny", attack: str = "badmatch", 
 
 
 __all__ = [
-    "ATTACK_NAMES", "evaluate_data_detector", "evaluate_defense", "evaluate_input_detector", "evaluate_mitigation",
+    "DEFENDED_ATTACKS", "evaluate_data_detector", "evaluate_defense", "evaluate_input_detector", "evaluate_mitigation",
     "evaluate_scanner", "clean_scans", "scanner_images", "poisoned_pool", "strip_inputs", "victim_run",
 ]

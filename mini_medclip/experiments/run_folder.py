@@ -1,0 +1,103 @@
+"""One run trained into a folder on disk: `run.json` (what it trains), `checkpoint/`, `metrics.json`.
+
+The command line's `train` and `evaluate`. Training resumes from the folder's checkpoint; a folder that
+holds another run is refused rather than resumed.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..attacks.badmatch import choose_poison_indices, poison_image_pool
+from ..checkpoint import checkpoint_meta, load_checkpoint
+from ..config import Config
+from ..data.embedded import embedded_data
+from ..runtime import pick_device
+from ..train import train
+from .protocols import VICTIM_PROTOCOLS, tampered_release, victim_config
+from .scoring import attack_scores, model_metrics
+
+METRICS, RUN = "metrics.json", "run.json"
+
+
+def run_training(cfg: Config, out_dir, data=None, progress: bool = True, attack=None, baddist=None) -> dict:
+    """Train (resuming from `out_dir/checkpoint` if it holds this run), evaluate, write `out_dir/metrics.json`.
+
+    `data` = (image pool, text pool, eval sets), by default the embedded data of `cfg`. With `attack` (a
+    `BadMatchConfig`) the image pool is poisoned first and the model trains "from scratch";
+    `metrics["attack"]` holds BA and ASR per task. With `baddist` (a `BadDistConfig`) the victim instead
+    fine-tunes the provider's tampered release of `cfg` (built or cached) with `victim_config(cfg)`.
+    """
+    data = data or embedded_data(cfg)
+    image_pool, text_pool, eval_sets = data
+    indices = []
+    if attack is not None:
+        indices = choose_poison_indices(image_pool.labels, attack.rate, attack.target, attack.seed)
+        image_pool = poison_image_pool(image_pool, indices, attack.make_trigger(), attack.target)
+    _claim_run_folder(out_dir, cfg, attack, baddist)
+    encoder_init, train_cfg, protocol = None, cfg, "from scratch"
+    if baddist is not None:
+        encoder_init = tampered_release(cfg, baddist, progress=progress).model.image_encoder.state_dict()
+        train_cfg, protocol = victim_config(cfg), "fine-tune a release"
+    result = train(train_cfg, image_pool, text_pool, eval_sets, out_dir=Path(out_dir) / "checkpoint", progress=progress,
+                   image_encoder_init=encoder_init)
+    metrics = _write_metrics(out_dir, result.model, result.tokenizer, train_cfg, data, result.seconds)
+    if attack is not None:
+        config = {**attack.to_dict(), "baddist": None if baddist is None else baddist.to_dict(),
+                  "protocol": f"{protocol}: {VICTIM_PROTOCOLS[protocol]}"}
+        scores = attack_scores(result.model, result.tokenizer, data, attack.make_trigger(), attack.target)
+        metrics["attack"] = {"config": config, **{
+            task: {"ba": m["ba"], "asr": m["asr"], "asr_ci": m["asr_ci"], "asr_all_images": m["asr_all_images"],
+                   "robust_acc": m["robust_acc"], "poisoned": len(indices)} for task, m in scores.items()}}
+        (Path(out_dir) / METRICS).write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def _write_metrics(out_dir, model, tokenizer, cfg: Config, data, train_seconds: float) -> dict:
+    metrics = {**model_metrics(model, tokenizer, data), "train_seconds": train_seconds, "config": cfg.to_dict()}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / METRICS).write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def _claim_run_folder(out_dir, cfg: Config, attack, baddist) -> None:
+    """Record what a run folder trains (`run.json`); refuse a folder that holds a different run.
+
+    The checkpoint alone knows only the training config, so without this a second `train` with another
+    attack into the same folder would resume (and return) the first run's model.
+    """
+    identity = {"config": cfg.to_dict(), "attack": None if attack is None else attack.to_dict(),
+                "baddist": None if baddist is None else baddist.to_dict()}
+    path = Path(out_dir) / RUN
+    if path.exists():
+        held = json.loads(path.read_text())
+        if held != identity:
+            raise ValueError(f"{out_dir} holds another run ({_describe(held)}), not this one ({_describe(identity)}); "
+                             "use another output folder")
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(identity, indent=2))
+
+
+def _describe(identity: dict) -> str:
+    if identity["attack"] is None:
+        return "no attack"
+    return f"{'baddist+' if identity['baddist'] else ''}badmatch rate {identity['attack']['rate']}"
+
+
+def checkpoint_folder(path) -> Path:
+    """Accept a run folder written by `train` (its `checkpoint/` inside) or a checkpoint folder itself."""
+    path = Path(path)
+    return path / "checkpoint" if (path / "checkpoint").is_dir() else path
+
+
+def run_evaluation(checkpoint, out_dir, data=None) -> dict:
+    """Recompute `metrics.json` from a checkpoint alone (the numbers `train` wrote, for the same data)."""
+    folder = checkpoint_folder(checkpoint)
+    model, tokenizer, cfg = load_checkpoint(folder, pick_device())
+    data = data or embedded_data(cfg)
+    return _write_metrics(out_dir, model, tokenizer, cfg, data, checkpoint_meta(folder)["train_seconds"])
+
+
+__all__ = ["METRICS", "checkpoint_folder", "run_evaluation", "run_training"]

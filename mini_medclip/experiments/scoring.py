@@ -1,0 +1,58 @@
+"""The numbers a trained model gets: zero-shot, retrieval and a linear probe; BA and ASR per zero-shot task.
+
+`evaluate_run` turns a run's victim into the records `reproduce` stores: one per task, with the clean
+victim's ASR for the same trigger as the floor and, under BadDist, how far the tampered release moved the
+clean embeddings.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from ..attacks.baddist import BadDistConfig, embedding_drift
+from ..attacks.metrics import evaluate_attack
+from ..attacks.triggers import Trigger, make_trigger
+from ..evaluation import linear_probe, retrieval_recall
+from ..zeroshot import evaluate_all
+from .protocols import pretrained_model, tampered_release
+from .runs import Run, base_config
+
+
+def model_metrics(model, tokenizer, data) -> dict:
+    """Zero-shot (3 tasks), retrieval and linear probe of a trained model on (image pool, text pool, eval sets)."""
+    image_pool, text_pool, eval_sets = data
+    return {
+        "zero_shot": evaluate_all(model, tokenizer, eval_sets, text_pool),
+        "retrieval": retrieval_recall(model, tokenizer, eval_sets["five_class"], text_pool),
+        "linear_probe": linear_probe(model, image_pool, eval_sets["five_class"]),
+    }
+
+
+def attack_scores(model, tokenizer, data, trigger: Trigger, target: str = "No Finding", n_runs: int = 5) -> dict[str, dict]:
+    """`evaluate_attack` on every zero-shot task of `data`: {task: BA, ASR, its interval, robust accuracy, ...}."""
+    _, text_pool, eval_sets = data
+    return {task: evaluate_attack(model, tokenizer, eval_set, text_pool, trigger, target=target, n_runs=n_runs)
+            for task, eval_set in eval_sets.items()}
+
+
+def evaluate_run(preset: str, run: Run, result, clean_result, data, device=None, seconds: float = 0.0) -> list[dict]:
+    """One record per zero-shot task: BA, ASR, robust accuracy, the clean victim's ASR, BadDist's drift."""
+    _, _, eval_sets = data
+    trigger = make_trigger(run.trigger)
+    cfg = base_config(preset, run)
+    drift = None
+    if run.uses_baddist:
+        tampered = tampered_release(cfg, BadDistConfig(trigger=run.trigger, variant=run.variant), device)
+        five = eval_sets["five_class"]
+        drift = embedding_drift(pretrained_model(cfg, device).model, tampered.model, five.images.batch(range(len(five))))
+    scores = attack_scores(result.model, result.tokenizer, data, trigger)
+    floors = attack_scores(clean_result.model, clean_result.tokenizer, data, trigger, n_runs=1)
+    return [{
+        **asdict(run), "variant": run.variant if run.uses_baddist else None, "attack_label": run.label,
+        "task": task, "poison_count": run.count, "poison_rate": run.count / cfg.data.n_train_images,
+        "ba": m["ba"], "ba_std": m["ba_std"], "asr": m["asr"], "asr_std": m["asr_std"], "asr_ci": list(m["asr_ci"]),
+        "asr_all_images": m["asr_all_images"], "robust_acc": m["robust_acc"], "asr_clean_model": floors[task]["asr"],
+        "clean_embedding_drift": drift, "seconds": seconds, "key": run.key(),
+    } for task, m in scores.items()]
+
+
+__all__ = ["attack_scores", "evaluate_run", "model_metrics"]

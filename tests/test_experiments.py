@@ -1,0 +1,120 @@
+"""The experiment layer: the victim protocols, the cached releases, and one toy experiment end to end."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import mini_medclip.experiments.protocols as protocols
+import mini_medclip.experiments.scoring as scoring
+from helpers import same_weights, tiny_config, tiny_data, untrained_tiny_model, weights_of
+from mini_medclip.attacks.baddist import BadDistConfig
+from mini_medclip.attacks.badmatch import BadMatchConfig
+from mini_medclip.config import get_config
+from mini_medclip.data.labels import label_index
+from mini_medclip.defenses import SpectralSignatures
+from mini_medclip.experiments import defense_eval
+from mini_medclip.experiments.protocols import (
+    build_victim_model, pretrained_model, tampered_release, train_run, victim_config,
+)
+import mini_medclip.experiments.reproduce as reproduce_module
+from mini_medclip.experiments.reproduce import reproduce
+from mini_medclip.experiments.runs import Run
+from mini_medclip.experiments.scoring import evaluate_run
+from mini_medclip.train import train
+
+
+def test_victim_config_fine_tunes_half_as_long_at_a_quarter_of_the_rate():
+    cfg = get_config("tiny")
+    victim = victim_config(cfg, seed=4)
+    assert victim.train.steps == cfg.train.steps // 2 and victim.train.lr == pytest.approx(cfg.train.lr / 4)
+    assert victim.train.seed == 4 and victim.model == cfg.model and victim.data == cfg.data
+
+
+def test_train_starts_the_image_tower_from_a_given_encoder_and_the_text_tower_fresh():
+    cfg = tiny_config(train__steps=1, train__lr=1e-12)
+    pool, text_pool, _ = tiny_data()
+    donor, _, _ = untrained_tiny_model(seed=5)
+    result = train(cfg, pool, text_pool, progress=False, image_encoder_init=donor.image_encoder.state_dict())
+    def close(a, b):  # parameters only: one training step moves the BatchNorm running statistics
+        return all(torch.allclose(p, q, atol=1e-6) for p, q in zip(a.parameters(), b.parameters()))
+
+    assert close(result.model.image_encoder, donor.image_encoder)
+    fresh = train(cfg, pool, text_pool, progress=False)
+    assert close(result.model.text_encoder, fresh.model.text_encoder)
+    assert not close(fresh.model.image_encoder, donor.image_encoder)
+    with pytest.raises(ValueError, match="at most one"):
+        train(cfg, pool, text_pool, progress=False, init=(donor, None), image_encoder_init=donor.image_encoder.state_dict())
+
+
+def test_release_swaps_only_the_image_encoder_and_is_cached(isolated_model_cache, tiny_embedded_data):
+    cfg = tiny_config()
+    bcfg = BadDistConfig(epochs=2, batch_size=20, shadow_images=40)
+    release = tampered_release(cfg, bcfg, device="cpu", progress=False)
+    clean = pretrained_model(cfg, "cpu")
+    assert same_weights(weights_of(release.model.text_encoder), weights_of(clean.model.text_encoder))
+    assert not same_weights(weights_of(release.model.image_encoder), weights_of(clean.model.image_encoder))
+    assert len(release.history) == 2
+    again = tampered_release(cfg, bcfg, device="cpu", progress=False)
+    assert same_weights(weights_of(again.model), weights_of(release.model))
+    assert len(list(isolated_model_cache.iterdir())) == 2  # the clean model and the tampered release
+
+
+def test_a_cached_victim_is_loaded_without_loading_the_release(isolated_model_cache, tiny_embedded_data, monkeypatch):
+    cfg, attack = tiny_config(), BadMatchConfig(rate=0.05)
+    bcfg = BadDistConfig(epochs=1, batch_size=20, shadow_images=40)
+    victim, indices = build_victim_model(cfg, attack, bcfg, device="cpu")
+    assert len(list(isolated_model_cache.iterdir())) == 3  # the clean release, the tampered release, the victim
+
+    def unreachable(*args, **kwargs):
+        raise AssertionError("the release was loaded for a cached victim")
+
+    monkeypatch.setattr(protocols, "tampered_release", unreachable)
+    monkeypatch.setattr(protocols, "pretrained_model", unreachable)
+    again, again_indices = build_victim_model(cfg, attack, bcfg, device="cpu")
+    assert same_weights(weights_of(again.model), weights_of(victim.model)) and torch.equal(again_indices, indices)
+
+
+@pytest.fixture
+def toy_preset(tiny_embedded_data, monkeypatch):
+    """The "tiny" preset shrunk to the tiny data (60 training images, 32 px, a few steps): every run is real."""
+    def toy_config(preset, run):
+        return tiny_config(model__image_encoder=run.backbone, data__n_train_images=60)
+
+    for module in (protocols, scoring, defense_eval, reproduce_module):
+        monkeypatch.setattr(module, "base_config", toy_config)
+    return toy_config
+
+
+def test_one_toy_experiment_end_to_end_poisons_tampers_trains_and_scores(isolated_model_cache, toy_preset, tmp_path):
+    run = Run("resnet", "patch", "baddist+badmatch", 6, variant="target")
+    victim, indices = train_run("tiny", run, "cpu")
+    clean_labels = tiny_data()[0].labels
+    assert len(indices) == 6 and (clean_labels[indices, label_index("No Finding")] == 0).all()
+    # The clean release, the tampered release and the victim are three cache entries; nothing else trained.
+    assert len(list(isolated_model_cache.iterdir())) == 3
+    assert victim.model.text_encoder is not None and len(victim.history) > 0
+
+    clean_victim, no_indices = train_run("tiny", run.clean_twin(), "cpu")
+    assert len(no_indices) == 0
+    records = evaluate_run("tiny", run, victim, clean_victim, tiny_data(), "cpu")
+    assert [r["task"] for r in records] == ["five_class", "covid", "rsna"]
+    for record in records:
+        assert record["key"] == run.key() and record["poison_count"] == 6 and record["poison_rate"] == 0.1
+        assert 0 <= record["asr"] <= 1 and 0 <= record["asr_clean_model"] <= 1 and 0 <= record["ba"] <= 1
+        assert -1 <= record["clean_embedding_drift"] < 1  # the tampered release moved the clean embeddings
+
+    # The curator's detector sees the pool the victim trained on, with exactly the run's poisons in it.
+    detection, scores, is_poisoned = defense_eval.evaluate_data_detector(SpectralSignatures(), "tiny", run, "cpu")
+    assert int(is_poisoned.sum()) == 6 and torch.equal(is_poisoned.nonzero().flatten(), indices)
+    assert len(scores) == 60 and 0 <= detection["auroc"] <= 1
+
+    # `reproduce` runs the same protocol and, run again, resumes: same records, nothing retrained.
+    entries = len(list(isolated_model_cache.iterdir()))
+    frame = reproduce("tiny", tmp_path / "out", plan=[run], device="cpu", progress=False, with_defenses=False)
+    assert len(list(isolated_model_cache.iterdir())) == entries
+    assert frame.asr.tolist() == [r["asr"] for r in records]
+    stored = json.loads((tmp_path / "out" / "results.json").read_text())
+    reproduce("tiny", tmp_path / "out", plan=[run], device="cpu", progress=False, with_defenses=False)
+    assert json.loads((tmp_path / "out" / "results.json").read_text()) == stored
