@@ -52,8 +52,9 @@ colab-envs: $(WHEEL)
 	$(COLAB) $(OLDEST) --prepare-only
 
 # Every chapter cold, alone, from the wheel, at the newest versions that install: the notebook test.
+# Its seconds per chapter go to .cache/chapter_times.json (the record chapter 0 shows, for this machine).
 colab: $(WHEEL)
-	$(COLAB) --venv .venv-colab
+	$(COLAB) --venv .venv-colab --record .cache/chapter_times.json
 
 # The workshop path at the oldest versions the ranges admit: export the cache `colab` filled as a bundle
 # (the instructor), import it into an empty cache from the learner's environment, run every chapter warm.

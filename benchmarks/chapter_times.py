@@ -1,67 +1,36 @@
-"""Execute every chapter notebook in order, cold or warm cache, and record seconds per chapter.
+"""Execute every chapter in book order the way a learner does, and record seconds per chapter.
 
     python benchmarks/chapter_times.py [--cold]
 
-Writes mini_medclip/reference_results/chapter_times.json (shipped in the wheel), which the introduction
-chapter shows as its timing table.
-`--cold` points the model cache at an empty folder first, as on a fresh clone.
+Runs `tools/colab_check.py` (each chapter alone, from the wheel, in the learner environment `.venv-colab`)
+and writes mini_medclip/reference_results/chapter_times.json (shipped in the wheel), which the
+introduction chapter shows as its timing table. `--cold` points the model cache at an empty folder first,
+as on a fresh clone; `make test` writes the same record for its own cold run to .cache/chapter_times.json.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
+import subprocess
+import sys
 import tempfile
-import time
 from pathlib import Path
 
-import nbformat
-import torch
-import yaml
-from nbclient import NotebookClient
-
-from mini_medclip.notebook import CHAPTER_TIMES
-
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def chapters() -> list[Path]:
-    """The notebooks of `_toc.yml`, in reading order."""
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files = [toc["root"]] + [c["file"] for part in toc.get("parts", []) for c in part["chapters"]]
-    return [ROOT / f"{f}.ipynb" for f in files if (ROOT / f"{f}.ipynb").exists()]
-
-
-def run(path: Path) -> float:
-    notebook = nbformat.read(path, as_version=4)
-    start = time.perf_counter()
-    NotebookClient(notebook, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
-    return time.perf_counter() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cold", action="store_true", help="start from an empty model cache")
-    parser.add_argument("--out", type=Path, default=ROOT / "mini_medclip" / "reference_results" / CHAPTER_TIMES,
+    parser.add_argument("--out", type=Path, default=ROOT / "mini_medclip" / "reference_results" / "chapter_times.json",
                         help="where to write the record (default: the one the introduction shows)")
+    parser.add_argument("--python", default="python3.12", help="the learner environment's interpreter")
     args = parser.parse_args()
+    env = dict(os.environ)
     if args.cold:
-        os.environ["MINI_MEDCLIP_CACHE"] = tempfile.mkdtemp(prefix="mini_medclip_cold_")
-    seconds = {}
-    for path in chapters():
-        seconds[path.stem] = round(run(path), 1)
-        print(f"{path.stem:>24s}: {seconds[path.stem]:7.1f} s", flush=True)
-    record = {
-        "cache": "cold" if args.cold else "warm",
-        "cpu_cores": os.cpu_count(),
-        "machine": platform.machine(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cuda": torch.cuda.is_available(),
-        "seconds": seconds,
-    }
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
+        env["MINI_MEDCLIP_CACHE"] = tempfile.mkdtemp(prefix="mini_medclip_cold_")
+    subprocess.run([sys.executable, str(ROOT / "tools" / "colab_check.py"), "--venv", str(ROOT / ".venv-colab"),
+                    "--python", args.python, "--record", str(args.out.resolve())], check=True, env=env, cwd=ROOT)
 
 
 if __name__ == "__main__":

@@ -35,8 +35,8 @@ from tqdm.auto import tqdm
 from . import __version__
 from .runtime import cache_root
 from .checkpoint import CONFIG, CheckpointError, verify_checkpoint
-from .data.store import STORE_DIR
 from .files import sha256_file
+from .store import KINDS
 
 BUNDLE_MANIFEST = "bundle.json"
 BUNDLE_FORMAT = "mini-medclip-bundle/1"
@@ -80,11 +80,12 @@ def list_entries(root: Path | None = None) -> list[CacheEntry]:
 
 
 def clear_cache(root: Path | None = None) -> int:
-    """Delete every model entry and the rendered-data store; return how many model entries were deleted."""
+    """Delete every model entry and the store (rendered data, defense results); return how many model entries were deleted."""
     entries = list_entries(root)
     for entry in entries:
         shutil.rmtree(entry.path)
-    shutil.rmtree(Path(root or cache_root()) / STORE_DIR, ignore_errors=True)
+    for kind in KINDS:
+        shutil.rmtree(Path(root or cache_root()) / kind, ignore_errors=True)
     return len(entries)
 
 

@@ -50,7 +50,7 @@ def _load_entry(path: Path, cfg: Config, key: dict, device) -> TrainResult:
     if info["config"] != cfg.to_dict() or stored != key:
         raise CheckpointError(f"{path / 'config.json'}: stored config or cache key differs from the requested one")
     model, tokenizer, _ = load_checkpoint(path, device)
-    return TrainResult(model, tokenizer, info["meta"]["history"], info["meta"]["train_seconds"])
+    return TrainResult(model, tokenizer, info["meta"]["history"], info["meta"]["train_seconds"], cache_key=key)
 
 
 def cached_model(
@@ -76,4 +76,5 @@ def cached_model(
     result = build(cfg, device)
     meta = {"history": result.history, "train_seconds": result.seconds, "cache_key": key}
     save_checkpoint(path, result.model, result.tokenizer, cfg, meta=meta)
+    result.cache_key = key
     return result

@@ -133,7 +133,7 @@ def _cmd_cache(args) -> int:
                   f"(torch {torch.__version__} draws other images from the same seed); chapters will retrain them. "
                   "Ask for a bundle made with this torch release.", file=sys.stderr)
     else:
-        print(f"removed {bundle.clear_cache(root)} model entries and the rendered data from {root}")
+        print(f"removed {bundle.clear_cache(root)} model entries, the rendered data and the stored defense results from {root}")
     return 0
 
 
@@ -201,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     cache = verbs.add_parser("cache", help="the model cache: list, clear, export a verified bundle, import one")
     actions = cache.add_subparsers(dest="action", required=True, parser_class=_OneLineParser)
     actions.add_parser("list", help="what is cached: entry, preset, size, what it is keyed on, whether it verifies")
-    actions.add_parser("clear", help="delete every cached model and the rendered data")
+    actions.add_parser("clear", help="delete every cached model, the rendered data and the stored defense results")
     export = actions.add_parser("export", help="write every cached model into one tar with a sha256 manifest")
     export.add_argument("--out", required=True, help="the bundle file to write, e.g. mini-medclip-tiny.tar")
     import_ = actions.add_parser("import", help="verify a bundle against its published sha256, then add its models")

@@ -42,6 +42,7 @@ class TrainResult:
     tokenizer: PreTrainedTokenizerFast
     history: list[dict] = field(default_factory=list)  # one row per log step: step, loss, lr, val_acc, seconds
     seconds: float = 0.0  # optimisation wall time: tokenizer, batches, steps, checkpoints; not validation
+    cache_key: dict | None = None  # what the model cache keyed it on (set by `cache.cached_model`)
 
 
 class UnpairedBatchSampler:

@@ -406,3 +406,37 @@ def test_evaluate_defense_rejects_bad_settings(fake_victims):
         evaluate_defense("spectral", attack="badnets")
     with pytest.raises(ValueError, match="1.5"):
         evaluate_defense("spectral", rate=1.5)
+
+
+@pytest.mark.parametrize("name, method", [("decree", "scan"), ("spectral", "score")])
+def test_a_scan_or_detection_is_stored_by_victim_and_settings(name, method, fake_victims, monkeypatch, isolated_model_cache):
+    import mini_medclip.experiments.defense_eval as evaluate_module
+    from mini_medclip.train import TrainResult
+
+    model, tokenizer, _ = untrained_tiny_model()
+    monkeypatch.setattr(evaluate_module, "train_run", lambda preset, run, device=None: (
+        TrainResult(model, tokenizer, cache_key={"run": run.key()}), torch.tensor([1, 2, 3, 4, 5][: run.count], dtype=torch.long)))
+    settings = FAST.get(name, {})
+    first = evaluate_module.evaluate_defense(name, "tiny", "badmatch", 0.0005, **settings)
+    cls = type(make_defense(name))
+    calls = []
+    original = getattr(cls, method)
+    with monkeypatch.context() as patch:
+        patch.setattr(cls, method, lambda self, *args: pytest.fail(f"a stored {name} result was recomputed"))
+        assert evaluate_module.evaluate_defense(name, "tiny", "badmatch", 0.0005, **settings) == first
+    with monkeypatch.context() as patch:  # another victim, then other settings: computed again
+        patch.setattr(cls, method, lambda self, *args: calls.append(1) or original(self, *args))
+        evaluate_module.evaluate_defense(name, "tiny", "badmatch", 0.001, **settings)
+        n_other_victim = len(calls)
+        evaluate_module.evaluate_defense(name, "tiny", "badmatch", 0.0005, **{**settings, "seed": 3} if name == "decree"
+                                         else {"min_group_size": 3})
+    assert n_other_victim >= 1 and len(calls) > n_other_victim
+
+
+def test_a_defense_with_settings_that_are_not_data_is_not_stored():
+    from mini_medclip.experiments.defense_eval import defense_settings
+
+    detector = SpectralSignatures()
+    assert defense_settings(detector)["defense"] == "spectral"
+    detector.reference = torch.zeros(3)  # a tensor cannot key the store
+    assert defense_settings(detector) is None

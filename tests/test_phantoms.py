@@ -165,7 +165,7 @@ def test_a_new_process_reads_the_rendered_data_from_the_store(monkeypatch, isola
         assert again.class_names == eval_set.class_names and torch.equal(again.targets, eval_set.targets)
         assert torch.equal(again.images.images, eval_set.images.images)
     # An altered entry is reported and rendered again, never read.
-    pools = folder / "pools.safetensors"
+    pools = folder / "tensors.safetensors"
     pools.write_bytes(pools.read_bytes()[:-10] + bytes(10))
     _fresh_process()
     with pytest.warns(UserWarning, match="sha256 differs"):

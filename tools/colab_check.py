@@ -14,12 +14,15 @@
    there under nbval, with no PYTHONPATH: a chapter that imports from the repository tree, or reads a
    file the wheel lacks, fails.
 
-The model cache (`MINI_MEDCLIP_CACHE`) is shared with the caller, so a second run is warm.
+The model cache (`MINI_MEDCLIP_CACHE`) is shared with the caller, so a second run is warm. `--record FILE`
+writes the seconds per chapter with the environment that ran them and whether the cache started empty
+(the table chapter 0 shows; `benchmarks/chapter_times.py` writes it there).
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -134,8 +137,22 @@ def chapters() -> list[Path]:
     return sorted((ROOT / "book").glob("*.ipynb"))
 
 
-def run_chapters(python: Path, notebooks: list[Path]) -> None:
+def cache_is_empty() -> bool:
+    folder = Path(os.environ.get("MINI_MEDCLIP_CACHE", Path.home() / ".cache" / "mini_medclip"))
+    return not folder.is_dir() or not any(folder.iterdir())
+
+
+def environment_facts(python: Path) -> dict:
+    """What ran the chapters: the learner environment's interpreter, torch, and the machine."""
+    probe = ("import json, os, platform, torch; print(json.dumps({'cpu_cores': os.cpu_count(), 'machine': platform.machine(), "
+             "'python': platform.python_version(), 'torch': torch.__version__, 'cuda': torch.cuda.is_available()}))")
+    result = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, check=True, env=clean_env())
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def run_chapters(python: Path, notebooks: list[Path], record: Path | None = None) -> None:
     """Each notebook alone in a fresh folder (nbval starts its kernel there); a table of seconds at the end."""
+    cold = cache_is_empty()
     scratch = Path(tempfile.mkdtemp(prefix="mini_medclip_colab_"))
     seconds, failed = {}, []
     try:
@@ -155,6 +172,12 @@ def run_chapters(python: Path, notebooks: list[Path]) -> None:
     for stem, value in seconds.items():
         print(f"  {stem:>16s} {value:7.1f}  {'FAILED' if stem in failed else 'passed'}")
     print(f"  {'total':>16s} {sum(seconds.values()):7.1f}", flush=True)
+    if record is not None and not failed:
+        facts = {"cache": "cold" if cold else "warm", **environment_facts(python),
+                 "seconds": {stem: round(value, 1) for stem, value in seconds.items()}}
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps(facts, indent=2) + "\n")
+        print(f"colab check: wrote {record}")
     if failed:
         raise SystemExit(f"colab check: {len(failed)} of {len(seconds)} chapters failed: {', '.join(failed)}")
 
@@ -167,6 +190,7 @@ def main() -> None:
     parser.add_argument("--from-venv", type=Path, help="start from a hard-linked copy of this prepared environment")
     parser.add_argument("--wheel", type=Path, help="the package's wheel (default: build it from the checkout)")
     parser.add_argument("--prepare-only", action="store_true", help="build the wheel and the environment, run nothing")
+    parser.add_argument("--record", type=Path, help="write the seconds per chapter and the environment here as JSON")
     parser.add_argument("notebooks", nargs="*", type=Path, help="chapters to run (default: every chapter in book/)")
     args = parser.parse_args()
     if args.wheel and not args.wheel.is_file():
@@ -176,7 +200,7 @@ def main() -> None:
     python = prepare_venv(args.venv.resolve(), args.python, wheel, args.constraints, base)
     check_isolation(python)
     if not args.prepare_only:
-        run_chapters(python, [p.resolve() for p in args.notebooks] or chapters())
+        run_chapters(python, [p.resolve() for p in args.notebooks] or chapters(), args.record)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import warnings
 
 import torch
 from tqdm.auto import tqdm
@@ -22,7 +21,7 @@ from .labels import CHEXPERT_LABELS, FIVE_CLASS_TASK, label_index, label_indices
 from .phantoms import render
 from .pools import EvalSet, InMemoryImagePool, TextPool
 from .reports import load_sentences
-from .store import DataStoreError, load_rendered, save_rendered, store_folder
+from ..store import stored
 
 RENDER_CHUNK = 2_000
 # Evaluation patients get their own seeds, so no test image is a training image.
@@ -153,16 +152,23 @@ def data_fingerprint(cfg: DataConfig) -> str:
 
 @functools.lru_cache(maxsize=1)  # the full preset's pool is 2.5 GB: keep one data config, the one in use
 def _load_or_render(cfg: DataConfig) -> tuple[InMemoryImagePool, TextPool, dict[str, EvalSet]]:
+    """The rendered pools from the store (uint8, as rendered), or rendered and stored for the next process."""
+    def render_all():
+        image_pool, eval_sets = build_image_pool(cfg), build_eval_sets(cfg)
+        tensors = {"train/images": image_pool.images, "train/labels": image_pool.labels}
+        for name, eval_set in eval_sets.items():
+            tensors |= {f"{name}/images": eval_set.images.images, f"{name}/labels": eval_set.images.labels,
+                        f"{name}/targets": eval_set.targets}
+        return tensors, {"class_names": {name: list(s.class_names) for name, s in eval_sets.items()}}
+
     key = {"data": dataclasses.asdict(cfg), "data_fingerprint": data_fingerprint(cfg), "package_version": __version__}
-    folder = store_folder(key)
-    if folder.exists():
-        try:
-            image_pool, eval_sets = load_rendered(folder, key)
-            return image_pool, build_text_pool(), eval_sets
-        except DataStoreError as err:
-            warnings.warn(f"rendered-data entry {folder} is unusable, rendering again: {err}", stacklevel=3)
-    image_pool, eval_sets = build_image_pool(cfg), build_eval_sets(cfg)
-    save_rendered(folder, key, image_pool, eval_sets)
+    tensors, info = stored("data", key, render_all)
+    image_pool = InMemoryImagePool(tensors["train/images"], tensors["train/labels"])
+    eval_sets = {
+        name: EvalSet(name, tuple(classes), InMemoryImagePool(tensors[f"{name}/images"], tensors[f"{name}/labels"]),
+                      tensors[f"{name}/targets"])
+        for name, classes in info["class_names"].items()
+    }
     return image_pool, build_text_pool(), eval_sets
 
 
@@ -170,7 +176,7 @@ def embedded_data(cfg: Config) -> tuple[InMemoryImagePool, TextPool, dict[str, E
     """The course's default data for a config: phantom image pool, report sentences, the 3 evaluation sets.
 
     Rendered once per data config: kept in memory for the process (every experiment of a chapter uses the
-    same phantoms) and on disk for the next one (`data/store.py`). The pools are shared between callers,
+    same phantoms) and on disk for the next one (`store.py`). The pools are shared between callers,
     so they are read-only by contract: poisoning wraps a pool (`PoisonedImagePool`), it never writes into one.
     """
     return _load_or_render(cfg.data)

@@ -14,6 +14,7 @@ is tested on exactly the models the attack chapters measured. What each role get
 """
 from __future__ import annotations
 
+import json
 import time
 
 import torch
@@ -29,6 +30,7 @@ from ..defenses.decree import decision_threshold
 from ..defenses.finetune import FineTune
 from ..defenses.metrics import defense_effectiveness_rate, detection_auroc, found_among, tpr_at_fpr
 from ..registry import check_choice
+from ..store import stored
 from ..train import TrainResult
 from ..zeroshot import ZeroShotClassifier, prompts_for_classes
 from .protocols import train_run, victim_config
@@ -63,11 +65,34 @@ def _detection(scores, is_poisoned: torch.Tensor, found: int) -> dict:
             "poisoned": n_poisoned}
 
 
+def defense_settings(defense) -> dict | None:
+    """A defense's name and settings (its public attributes), or None when one is not JSON-able data.
+
+    With the victim's model-cache key they name everything a data detector's or a scanner's result depends
+    on, so the result is kept in the store (`store.py`) and a warm chapter reads it instead of recomputing.
+    """
+    settings = {k: v for k, v in sorted(vars(defense).items()) if not k.startswith("_")}
+    try:
+        json.dumps(settings)
+    except TypeError:
+        return None
+    return {"defense": defense.name, "settings": settings}
+
+
+def _stored_result(defense, victim: TrainResult, what: dict, compute):
+    """`compute()`'s (tensors, info) for `defense` on `victim`, through the store when both can be keyed."""
+    settings = defense_settings(defense)
+    if settings is None or victim.cache_key is None:
+        return compute()
+    return stored("results", {"victim": victim.cache_key, **settings, **what}, compute)
+
+
 def evaluate_data_detector(detector: DataDetector, preset: str, run: Run, device=None) -> tuple[dict, torch.Tensor, torch.Tensor]:
     """(detection dict, scores, is_poisoned) over every training image; `found` = poisons in the top-k, k = #poisons."""
     result, indices = train_run(preset, run, device)
     pool, _, _ = poisoned_pool(preset, run, indices)
-    scores = detector.score(result.model, pool)
+    scores = _stored_result(detector, result, {"input": "the victim's training pool"},
+                            lambda: ({"scores": detector.score(result.model, pool)}, {}))[0]["scores"]
     is_poisoned = torch.zeros(len(pool), dtype=torch.long)
     is_poisoned[indices] = 1
     found = found_among(scores, indices) if len(indices) else 0
@@ -112,8 +137,8 @@ def clean_scans(scanner: ModelScanner, preset: str, run: Run, device=None, n_ima
     images = scanner_images(preset, run, n_images)
     scans = []
     for seed in SCANNER_CLEAN_SEEDS:
-        model = train_run(preset, Run(run.backbone, run.trigger, "clean", 0, seed), device)[0].model
-        scans.append({"model": f"clean seed {seed}", "backdoored": 0, **_scan(scanner, model, images)})
+        victim = train_run(preset, Run(run.backbone, run.trigger, "clean", 0, seed), device)[0]
+        scans.append({"model": f"clean seed {seed}", "backdoored": 0, **_scan(scanner, victim, images)})
     return scans
 
 
@@ -131,8 +156,8 @@ def evaluate_scanner(scanner: ModelScanner, preset: str, run: Run, device=None, 
     """
     scans = list(clean) if clean is not None else clean_scans(scanner, preset, run, device)
     if run.attack != "clean":
-        model = train_run(preset, run, device)[0].model
-        scans.append({"model": run.label, "backdoored": 1, **_scan(scanner, model, scanner_images(preset, run))})
+        victim = train_run(preset, run, device)[0]
+        scans.append({"model": run.label, "backdoored": 1, **_scan(scanner, victim, scanner_images(preset, run))})
     clean_norms = [s["pl1_norm"] for s in scans if not s["backdoored"]]
     threshold = decision_threshold(clean_norms)
     found = sum(s["pl1_norm"] < threshold for s in scans if s["backdoored"])
@@ -143,10 +168,14 @@ def evaluate_scanner(scanner: ModelScanner, preset: str, run: Run, device=None, 
     return detection, scans
 
 
-def _scan(scanner: ModelScanner, model, images) -> dict:
-    verdict = scanner.scan(model, images)
-    return {"score": verdict.score, "pl1_norm": verdict.details["pl1_norm"], "collapsed": verdict.details["collapsed"],
-            "mask": verdict.details["mask"]}
+def _scan(scanner: ModelScanner, victim: TrainResult, images: torch.Tensor) -> dict:
+    def scan():
+        verdict = scanner.scan(victim.model, images)
+        return {"mask": verdict.details["mask"]}, {"score": verdict.score, "pl1_norm": verdict.details["pl1_norm"],
+                                                   "collapsed": verdict.details["collapsed"]}
+
+    tensors, info = _stored_result(scanner, victim, {"input": "the first 5-class test images", "images": len(images)}, scan)
+    return {**info, "mask": tensors["mask"]}
 
 
 def evaluate_mitigation(mitigation: Mitigation, preset: str, run: Run, device=None) -> dict:
