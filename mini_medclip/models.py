@@ -23,7 +23,6 @@ IMG_STD = 0.27950088968644304
 # CLIP's temperature: initialised at 1/0.07 and capped at 100 (MedCLIP clamps log-scale to [0, log 100]).
 INIT_LOGIT_SCALE = math.log(1 / 0.07)
 MAX_LOGIT_SCALE = math.log(100)
-LENGTH_GROUP = 32  # sentences per length-sorted group of the text tower (see `TextEncoder.forward`)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -72,26 +71,9 @@ class TextEncoder(nn.Module):
         self.projection = nn.Linear(cfg.text_hidden, cfg.embed_dim, bias=False)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Embed a batch; with masked pooling, in groups of `LENGTH_GROUP` sentences of similar length.
-
-        A batch is padded to its longest sentence, and with report sentences most of it is padding
-        (`benchmarks/train_profile.py` measures it). Attention and pooling are masked, so a sentence's
-        embedding does not depend on the padding around it: each group is trimmed to its own longest
-        sentence, which gives the same embeddings for far less compute. Unmasked pooling (MedCLIP's)
-        depends on the padding, so it keeps the batch whole.
-        """
-        if not self.masked_pooling:
-            return self.projection(self._pool(input_ids, attention_mask))
-        lengths = attention_mask.sum(1)
-        order = torch.argsort(lengths, stable=True)
-        pooled = torch.cat([self._pool(input_ids[group, : int(lengths[group].max())],
-                                       attention_mask[group, : int(lengths[group].max())])
-                            for group in order.split(LENGTH_GROUP)])
-        return self.projection(pooled[torch.argsort(order)])
-
-    def _pool(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden_states = self.bert(input_ids=input_ids, attention_mask=attention_mask).hidden_states
-        return masked_layer_mean_pool(hidden_states, attention_mask, masked=self.masked_pooling)
+        pooled = masked_layer_mean_pool(hidden_states, attention_mask, masked=self.masked_pooling)
+        return self.projection(pooled)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import torch
 from transformers import PreTrainedTokenizerFast
 
 from mini_medclip.config import get_config
-from mini_medclip.models import LENGTH_GROUP, MAX_LOGIT_SCALE, ImageEncoder, MedCLIP, TextEncoder, masked_layer_mean_pool
+from mini_medclip.models import MAX_LOGIT_SCALE, ImageEncoder, MedCLIP, TextEncoder, masked_layer_mean_pool
 from mini_medclip.tokenizer import train_tokenizer
 
 SENTENCES = [
@@ -61,24 +61,6 @@ def test_masked_pooling_ignores_padding_and_unmasked_does_not(tokenizer):
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(a, c, atol=1e-5, rtol=1e-5)  # no padding: the two poolings agree
     assert (c - d).abs().max() > 1e-2
-
-
-def test_length_groups_give_each_sentence_its_own_embedding_and_gradient(tokenizer):
-    """More sentences than one group, of mixed lengths, in a shuffled order: grouping changes nothing."""
-    torch.manual_seed(0)
-    cfg = get_config("tiny").model
-    encoder = TextEncoder(cfg, len(tokenizer)).eval()
-    words = ["effusion", "mild cardiomegaly", "no acute cardiopulmonary abnormality", "left lower lobe opacity seen"]
-    sentences = [" ".join([words[i % 4]] * (1 + i % 3)) for i in range(2 * LENGTH_GROUP + 7)]
-    batch = tokenizer(sentences, padding="longest", return_tensors="pt")
-    grouped = encoder(batch["input_ids"], batch["attention_mask"])
-    alone = torch.cat([encoder(**{k: v for k, v in tokenizer([s], return_tensors="pt").items() if k != "token_type_ids"})
-                       for s in sentences])
-    torch.testing.assert_close(grouped, alone, atol=1e-5, rtol=1e-5)
-    weights = torch.randn_like(grouped)
-    grad_grouped = torch.autograd.grad((grouped * weights).sum(), encoder.projection.weight)[0]
-    grad_alone = torch.autograd.grad((alone * weights).sum(), encoder.projection.weight)[0]
-    torch.testing.assert_close(grad_grouped, grad_alone, atol=1e-4, rtol=1e-4)
 
 
 def test_pooling_averages_tokens_then_layers():
