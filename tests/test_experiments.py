@@ -94,7 +94,7 @@ def test_one_toy_experiment_end_to_end_poisons_tampers_trains_and_scores(isolate
     assert len(indices) == 6 and (clean_labels[indices, label_index("No Finding")] == 0).all()
     # The clean release, the tampered release and the victim are three cache entries; nothing else trained.
     assert len(list(isolated_model_cache.iterdir())) == 3
-    assert victim.model.text_encoder is not None and len(victim.history) > 0
+    assert victim.history[-1]["step"] == victim_config(toy_preset("tiny", run)).train.steps  # fine-tuned: half the steps
 
     clean_victim, no_indices = train_run("tiny", run.clean_twin(), "cpu")
     assert len(no_indices) == 0

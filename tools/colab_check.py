@@ -138,7 +138,9 @@ def chapters() -> list[Path]:
 
 
 def cache_is_empty() -> bool:
-    folder = Path(os.environ.get("MINI_MEDCLIP_CACHE", Path.home() / ".cache" / "mini_medclip"))
+    from mini_medclip.runtime import cache_root  # the caller's environment has the package (`make venv`)
+
+    folder = cache_root()
     return not folder.is_dir() or not any(folder.iterdir())
 
 

@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import hashlib
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
