@@ -8,12 +8,12 @@ positive; 0, -1 (uncertain) and blank are negative.
 from __future__ import annotations
 
 import functools
-import importlib.resources
 from pathlib import Path
 
 import torch
 
 from .labels import CHEXPERT_LABELS, label_index
+from .wheel_files import torchxrayvision_file
 
 UNDRAWABLE_LABELS: tuple[str, ...] = ("Pleural Other", "Fracture")
 DRAWN_LABELS: tuple[str, ...] = tuple(name for name in CHEXPERT_LABELS if name not in UNDRAWABLE_LABELS)
@@ -22,7 +22,7 @@ DRAWN_PATHOLOGIES: tuple[str, ...] = tuple(n for n in DRAWN_LABELS if n not in (
 
 
 def chexpert_table_path() -> Path:
-    return Path(str(importlib.resources.files("torchxrayvision") / "data" / "chexpert_train.csv.gz"))
+    return torchxrayvision_file("chexpert_train.csv.gz")
 
 
 @functools.lru_cache(maxsize=1)

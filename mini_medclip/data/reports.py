@@ -7,13 +7,14 @@ CC BY-NC-ND 4.0, which forbids redistributing modified copies, so nothing here i
 from __future__ import annotations
 
 import functools
-import importlib.resources
 import re
 import tarfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pandas as pd
+
+from .wheel_files import torchxrayvision_file
 
 REPORTS_CREDIT = (
     "Radiology reports: Indiana University Chest X-ray Collection, distributed by Open-i (National Library "
@@ -28,14 +29,7 @@ _SECTIONS = ("FINDINGS", "IMPRESSION")
 
 def reports_archive_path() -> Path:
     """Where the installed torchxrayvision keeps the report archive."""
-    try:
-        package_root = importlib.resources.files("torchxrayvision")
-    except ModuleNotFoundError:
-        raise FileNotFoundError(
-            "the Indiana University reports ship with torchxrayvision, which is not installed; "
-            "run `pip install torchxrayvision`"
-        ) from None
-    return Path(str(package_root / "data" / "NLMCXR_reports.tgz"))
+    return torchxrayvision_file("NLMCXR_reports.tgz")
 
 
 def _parse_report(xml_bytes: bytes) -> dict:

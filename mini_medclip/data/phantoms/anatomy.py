@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .drawing import EXTENT, LUNG_BOX, N_DEVICE_LAYOUTS, N_TEMPLATES, _blur, _canonical_grid, _chaikin, _resample, _smoothstep, _soft, _splat, _stroke
+from .drawing import EXTENT, LUNG_BOX, N_DEVICE_LAYOUTS, N_TEMPLATES, _blur, _canonical_grid, _chaikin, _resample_many, _smoothstep, _soft, _splat, _stroke
 from .masks import lung_masks
 
 
@@ -87,35 +87,84 @@ def _shoulder_girdle(x, y, p):
     return clavicle + scapula + humerus
 
 
+VESSEL_DEPTH = 4  # each vessel forks this many times: 2**(depth + 1) - 1 segments per tree
+
+
 @functools.lru_cache(maxsize=1)
 def _vessel_trees() -> list[tuple[np.ndarray, np.ndarray]]:
     """Per template, lung markings as weighted points: vessel trees branching out from each hilum,
-    thinning and fading to the periphery. Drawn once, in canonical units, and splatted at every size."""
+    thinning and fading to the periphery. Drawn once, in canonical units, and splatted at every size.
+
+    Each tree grows from a hilum: a segment of 5 jittered steps, then two children turned by a random
+    angle, shorter and fainter, down to `VESSEL_DEPTH`. The random numbers are drawn segment by segment,
+    depth first (`_vessel_draws`); the geometry is then computed one generation of segments at a time.
+    """
     rng = np.random.default_rng(99)
-    hila = _hila(_landmarks_all())
     trees = []
-    for template_hila in hila.numpy():
-        points, weights = [], []
-
-        def branch(start, heading, length, weight, depth):
-            headings = heading + np.cumsum(rng.normal(0, 0.12, 5))
-            moves = np.stack([np.cos(headings), np.sin(headings)], 1) * length / 5
-            path = np.concatenate([start[None], start + np.cumsum(moves, 0)])
-            smooth = _chaikin(np.column_stack([path, np.linspace(weight, 0.75 * weight, len(path))]), 2)
-            p, w = _resample(smooth[:, :2], smooth[:, 2], 0.004)
-            points.append(p)
-            weights.append(w)
-            if depth:
-                for turn in (-1, 1):
-                    spread = turn * rng.uniform(0.25, 0.6)
-                    branch(path[-1], headings[-1] + spread, length * rng.uniform(0.6, 0.85), weight * 0.72, depth - 1)
-
-        for side, (hx, hy) in zip((-1, 1), template_hila):
-            for angle in np.linspace(-0.42, 0.42, 7) * math.pi + rng.normal(0, 0.1, 7):
-                heading = angle if side > 0 else math.pi - angle
-                branch(np.array([hx, hy]) + rng.normal(0, 0.03, 2), heading, rng.uniform(0.12, 0.2), 1.3, 4)
+    for template_hila in _hila(_landmarks_all()).numpy():
+        roots, segments = _vessel_draws(rng, template_hila)
+        points, weights = _vessel_segments(roots, segments)
         trees.append((np.concatenate(points), np.concatenate(weights)))
     return trees
+
+
+def _vessel_draws(rng: np.random.Generator, template_hila: np.ndarray) -> tuple[dict, list[dict]]:
+    """The random numbers of one template's vessel trees in drawing order, and each segment's place in them.
+
+    Segments are listed depth first (a parent, then its first subtree, then its second), the order their
+    points are drawn in.
+    """
+    roots = {"start": [], "heading": [], "length": []}
+    segments = []
+
+    def grow(parent: int | None, depth: int) -> None:
+        segment = {"parent": parent, "depth": depth, "steps": rng.normal(0, 0.12, 5)}
+        segments.append(segment)
+        index = len(segments) - 1
+        if depth:
+            for turn in (-1, 1):
+                segments_before = len(segments)
+                spread, shrink = turn * rng.uniform(0.25, 0.6), rng.uniform(0.6, 0.85)
+                grow(index, depth - 1)
+                segments[segments_before].update(spread=spread, shrink=shrink)
+
+    for side, (hx, hy) in zip((-1, 1), template_hila):
+        for angle in np.linspace(-0.42, 0.42, 7) * math.pi + rng.normal(0, 0.1, 7):
+            roots["heading"].append(angle if side > 0 else math.pi - angle)
+            roots["start"].append(np.array([hx, hy]) + rng.normal(0, 0.03, 2))
+            roots["length"].append(rng.uniform(0.12, 0.2))
+            grow(None, VESSEL_DEPTH)
+            segments[-2 ** (VESSEL_DEPTH + 1) + 1]["root"] = len(roots["length"]) - 1
+    return roots, segments
+
+
+def _vessel_segments(roots: dict, segments: list[dict]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Points and weights of every segment (depth-first order), one generation of segments at a time."""
+    n = len(segments)
+    start, heading = np.zeros((n, 2)), np.zeros(n)
+    length, weight = np.zeros(n), np.zeros(n)
+    end, end_heading = np.zeros((n, 2)), np.zeros(n)
+    points, weights = [None] * n, [None] * n
+    for depth in range(VESSEL_DEPTH, -1, -1):
+        rows = [i for i, s in enumerate(segments) if s["depth"] == depth]
+        for i in rows:
+            s = segments[i]
+            if s["parent"] is None:
+                root = s["root"]
+                start[i], heading[i], length[i], weight[i] = roots["start"][root], roots["heading"][root], roots["length"][root], 1.3
+            else:
+                p = s["parent"]
+                start[i], heading[i] = end[p], end_heading[p] + s["spread"]
+                length[i], weight[i] = length[p] * s["shrink"], weight[p] * 0.72
+        headings = heading[rows, None] + np.cumsum(np.stack([segments[i]["steps"] for i in rows]), 1)
+        moves = np.stack([np.cos(headings), np.sin(headings)], 2) * length[rows, None, None] / 5
+        path = np.concatenate([start[rows, None], start[rows, None] + np.cumsum(moves, 1)], 1)
+        end[rows], end_heading[rows] = path[:, -1], headings[:, -1]
+        fade = np.linspace(weight[rows], 0.75 * weight[rows], path.shape[1], axis=1)
+        smooth = _chaikin(np.concatenate([path, fade[..., None]], 2), 2)
+        for i, (p, w) in zip(rows, _resample_many(smooth[..., :2], smooth[..., 2], 0.004)):
+            points[i], weights[i] = p, w
+    return points, weights
 
 
 def _hila(landmarks: torch.Tensor) -> torch.Tensor:

@@ -37,22 +37,32 @@ def _canonical_grid(pixels: int, extent: float) -> tuple[torch.Tensor, torch.Ten
 def _chaikin(points: np.ndarray, rounds: int = 4) -> np.ndarray:
     """Round a polyline's corners (Chaikin's algorithm): tubes and vessels bend, they do not kink.
 
-    `points` is (P, D); any extra columns (a per-point weight) are interpolated along.
+    `points` is (..., P, D), one polyline or a batch of them; extra columns (a per-point weight) are
+    interpolated along.
     """
     for _ in range(rounds):
-        q = 0.75 * points[:-1] + 0.25 * points[1:]
-        r = 0.25 * points[:-1] + 0.75 * points[1:]
-        points = np.concatenate([points[:1], np.stack([q, r], 1).reshape(-1, points.shape[1]), points[-1:]])
+        q = 0.75 * points[..., :-1, :] + 0.25 * points[..., 1:, :]
+        r = 0.25 * points[..., :-1, :] + 0.75 * points[..., 1:, :]
+        corners = np.stack([q, r], -2).reshape(*q.shape[:-2], -1, points.shape[-1])
+        points = np.concatenate([points[..., :1, :], corners, points[..., -1:, :]], -2)
     return points
 
 
 def _resample(curve: np.ndarray, weight, step: float) -> tuple[np.ndarray, np.ndarray]:
     """Points `step` apart along a polyline (P, 2), with the weight interpolated along it."""
-    seg = np.linalg.norm(np.diff(curve, axis=0), axis=1)
-    along = np.concatenate([[0], np.cumsum(seg)])
-    t = np.arange(0, along[-1], step)
-    points = np.stack([np.interp(t, along, curve[:, 0]), np.interp(t, along, curve[:, 1])], 1)
-    return points, np.interp(t, along, np.broadcast_to(weight, len(curve))) * step
+    return _resample_many(curve[None], np.broadcast_to(weight, len(curve))[None], step)[0]
+
+
+def _resample_many(curves: np.ndarray, weights: np.ndarray, step: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`_resample` for a batch of polylines (n, P, 2) with weights (n, P): each keeps its own point count."""
+    along = np.cumsum(np.linalg.norm(np.diff(curves, axis=1), axis=2), 1)
+    along = np.concatenate([np.zeros((len(curves), 1)), along], 1)
+    resampled = []
+    for curve, weight, distance in zip(curves, weights, along):
+        t = np.arange(0, distance[-1], step)
+        points = np.stack([np.interp(t, distance, curve[:, 0]), np.interp(t, distance, curve[:, 1])], 1)
+        resampled.append((points, np.interp(t, distance, weight) * step))
+    return resampled
 
 
 def _splat(canvas: np.ndarray, points: np.ndarray, weight: np.ndarray, extent: float) -> None:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import functools
-import importlib.resources
 import io
 import zipfile
 from pathlib import Path
@@ -10,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..wheel_files import torchxrayvision_file
 from .drawing import MASK_RES, N_TEMPLATES
 
 
 def lung_mask_archive() -> Path:
-    return Path(str(importlib.resources.files("torchxrayvision") / "data" / "semantic_masks_v7labs_lungs.zip"))
+    return torchxrayvision_file("semantic_masks_v7labs_lungs.zip")
 
 
 def _two_lungs(mask: np.ndarray) -> np.ndarray | None:
