@@ -1,16 +1,19 @@
 """Model bundles: the model cache packed into one verified archive, so a workshop's learners start warm.
 
-An instructor runs every chapter once (`make book`), then `cache export` writes the cache's entries into
-an uncompressed tar with a manifest, `bundle.json`, that lists every file's size and sha256, and prints
-the archive's own sha256 to publish next to the download link. A learner's `cache import` is the
-supply-chain discipline of chapter 8 in practice:
+An instructor runs every chapter once (`make book`), then `cache export` writes the cache's entries (the
+trained models, and the store's rendered phantoms and defense results) into an uncompressed tar with a
+manifest, `bundle.json`, that lists every file's size and sha256, and prints the archive's own sha256 to
+publish next to the download link. A learner's `cache import` is the supply-chain discipline of chapter 8
+in practice:
 
 1. the archive's sha256 must equal the published one before anything inside it is read;
-2. every member must be a regular file named `ENTRY/FILE` (no `..`, no absolute path, no link, no device)
-   of a known type (`.safetensors` or `.json`: nothing that unpickles or executes), listed in the manifest
-   with its size and hash, and the archive may not be larger than its manifest accounts for;
+2. every member must be a regular file (no `..`, no absolute path, no link, no device) named `ENTRY/FILE`
+   (a model) or `KIND/ENTRY/FILE` (a store entry), of a known type (`.safetensors` or `.json`: nothing
+   that unpickles or executes), listed in the manifest with its size and hash, and the archive may not
+   be larger than its manifest accounts for;
 3. each entry is unpacked into a staging folder, checked against the manifest and against its own
-   checkpoint manifest (`checkpoint.verify_checkpoint`), and only then moved into the cache.
+   manifest (`checkpoint.verify_checkpoint` for a model, `store.verify_entry` for a store entry, which
+   also checks that the entry sits under its own key's name), and only then moved into the cache.
 
 Any failure raises `BundleError` naming the file or entry, and leaves the cache as it was.
 """
@@ -36,12 +39,14 @@ from . import __version__
 from .runtime import cache_root
 from .checkpoint import CONFIG, CheckpointError, verify_checkpoint
 from .files import sha256_file
-from .store import KINDS
+from .store import ENTRY, KINDS, TENSORS, StoreError, list_store_entries, verify_entry
 
 BUNDLE_MANIFEST = "bundle.json"
-BUNDLE_FORMAT = "mini-medclip-bundle/1"
+BUNDLE_FORMAT = "mini-medclip-bundle/2"
 ALLOWED_SUFFIXES = (".safetensors", ".json")
 ENTRY_NAME = re.compile(r"^[a-z0-9_]+-[0-9a-f]{16}$")
+STORE_NAME = re.compile(r"^[0-9a-f]{16}$")
+STORE_FILES = (TENSORS, ENTRY)
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # A tar stores each file as a 512-byte header plus its data padded to 512 bytes, then end-of-archive blocks.
 TAR_BLOCK, TAR_RECORD = 512, 10240
@@ -89,13 +94,26 @@ def clear_cache(root: Path | None = None) -> int:
     return len(entries)
 
 
+def _valid_store_entries(root: Path | None = None) -> list[Path]:
+    valid = []
+    for folder in list_store_entries(root):
+        try:
+            verify_entry(folder)
+            valid.append(folder)
+        except StoreError:
+            pass  # the store computes an unusable entry again; a bundle does not carry it
+    return valid
+
+
 def export_bundle(out, root: Path | None = None) -> str:
-    """Write every valid cache entry into the tar `out` (atomically) and return the archive's sha256."""
+    """Write every valid cache entry (models and store entries) into the tar `out` atomically; return its sha256."""
     entries = [e for e in list_entries(root) if e.valid]
     if not entries:
         raise BundleError(f"the model cache {Path(root or cache_root())} holds no valid entry to export; "
                           "run the chapters first (make book)")
     files = {f"{e.name}/{f.name}": f for e in entries for f in sorted(e.path.iterdir()) if f.is_file()}
+    files |= {f"{folder.parent.name}/{folder.name}/{name}": folder / name
+              for folder in _valid_store_entries(root) for name in STORE_FILES}
     manifest = {"format": BUNDLE_FORMAT, "package_version": __version__,
                 "files": {name: {"size": path.stat().st_size, "sha256": sha256_file(path)} for name, path in files.items()}}
     out = Path(out)
@@ -168,8 +186,13 @@ def _checked_members(tar: tarfile.TarFile, archive: Path) -> tuple[dict, dict[st
         if name in members:
             raise BundleError(f"{archive}: member {name!r} appears twice")
         if name != BUNDLE_MANIFEST:
-            if len(path.parts) != 2 or not ENTRY_NAME.match(path.parts[0]):
-                raise BundleError(f"{archive}: member {name!r} is not ENTRY/FILE with ENTRY like 'tiny-0123456789abcdef'")
+            is_model = len(path.parts) == 2 and ENTRY_NAME.match(path.parts[0])
+            is_store = (len(path.parts) == 3 and path.parts[0] in KINDS and STORE_NAME.match(path.parts[1])
+                        and path.parts[2] in STORE_FILES)
+            if not (is_model or is_store):
+                raise BundleError(f"{archive}: member {name!r} is not ENTRY/FILE with ENTRY like 'tiny-0123456789abcdef', "
+                                  f"nor KIND/ENTRY/FILE with KIND one of {', '.join(KINDS)} and FILE one of "
+                                  f"{', '.join(STORE_FILES)}")
             if path.suffix not in ALLOWED_SUFFIXES:
                 raise BundleError(f"{archive}: member {name!r} has type {path.suffix or '(none)'!r}; expected one of "
                                   f"{', '.join(ALLOWED_SUFFIXES)} (a bundle never carries pickles or code)")
@@ -217,7 +240,7 @@ def foreign_entries(names: list[str], root: Path | None = None) -> list[str]:
 
     root = Path(root or cache_root())
     foreign, local = [], {}
-    for name in names:  # just verified by import_bundle: read, do not hash again
+    for name in filter(ENTRY_NAME.match, names):  # models, just verified by import_bundle: read, do not hash again
         info = json.loads((root / name / CONFIG).read_text())
         data_cfg = DataConfig(**info["config"]["data"])
         local.setdefault(data_cfg, data_fingerprint(data_cfg))
@@ -229,8 +252,8 @@ def foreign_entries(names: list[str], root: Path | None = None) -> list[str]:
 def import_bundle(source: str, sha256: str, root: Path | None = None, max_bytes: int = 8 << 30) -> list[str]:
     """Verify the bundle at `source` (a file or an https URL) against `sha256`, then add its entries to the cache.
 
-    Returns the names of the entries added. Entries already in the cache are replaced only after the
-    new copy has been verified.
+    Returns the names of the entries added: `tiny-...` for models, `KIND/...` for store entries. Entries
+    already in the cache are replaced only after the new copy has been verified.
     """
     sha256 = sha256.strip().lower()
     if not SHA256.match(sha256):
@@ -260,13 +283,16 @@ def import_bundle(source: str, sha256: str, root: Path | None = None, max_bytes:
             files, members = _checked_members(tar, archive)
             for name, member in members.items():
                 _unpack(tar, member, staging / name, files[name]["sha256"], archive)
-        names = sorted({PurePosixPath(n).parts[0] for n in members})
+        names = sorted({PurePosixPath(n).parent.as_posix() for n in members})
         for name in names:
             try:
-                verify_checkpoint(staging / name)
+                verify_checkpoint(staging / name) if ENTRY_NAME.match(name) else verify_entry(staging / name)
             except CheckpointError as err:
                 raise BundleError(f"{archive}: entry {name} fails its checkpoint check ({err})") from None
+            except StoreError as err:
+                raise BundleError(f"{archive}: entry {name} fails its store check ({err})") from None
         for name in names:  # an entry already cached moves aside into the staging folder, deleted below
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
             if (root / name).exists():
                 os.replace(root / name, staging / f"{name}.replaced")
             os.replace(staging / name, root / name)
@@ -287,4 +313,4 @@ def _unpack(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path, expecte
             dst.write(block)
     if digest.hexdigest() != expected:
         raise BundleError(f"{archive}: {member.name} has sha256 {digest.hexdigest()}; {BUNDLE_MANIFEST} says {expected} "
-                          f"(entry {PurePosixPath(member.name).parts[0]} was altered)")
+                          f"(entry {PurePosixPath(member.name).parent} was altered)")

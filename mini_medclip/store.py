@@ -32,11 +32,21 @@ class StoreError(ValueError):
     """An entry that cannot be used: unreadable, computed for another key, or altered since it was written."""
 
 
-def entry_folder(kind: str, key: dict) -> Path:
+def entry_name(key: dict) -> str:
+    """An entry's folder name: the first 16 hex digits of its key's sha256."""
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def entry_folder(kind: str, key: dict, root: Path | None = None) -> Path:
     if kind not in KINDS:
         raise ValueError(f"invalid store kind {kind!r}; expected one of: {', '.join(KINDS)}")
-    blob = json.dumps(key, sort_keys=True).encode()
-    return cache_root() / kind / hashlib.sha256(blob).hexdigest()[:16]
+    return Path(root or cache_root()) / kind / entry_name(key)
+
+
+def list_store_entries(root: Path | None = None) -> list[Path]:
+    """Every entry folder of every kind under the cache root (verified or not)."""
+    root = Path(root or cache_root())
+    return sorted(p for kind in KINDS if (root / kind).is_dir() for p in (root / kind).iterdir() if p.is_dir())
 
 
 def save_entry(folder: Path, key: dict, tensors: dict[str, torch.Tensor], info: dict) -> None:
@@ -46,16 +56,28 @@ def save_entry(folder: Path, key: dict, tensors: dict[str, torch.Tensor], info: 
         (tmp / ENTRY).write_text(json.dumps(entry, indent=1))
 
 
-def load_entry(folder: Path, key: dict) -> tuple[dict[str, torch.Tensor], dict]:
-    """(tensors, info) of an entry; `StoreError` if it cannot be trusted."""
+def verify_entry(folder: Path) -> dict:
+    """An entry's `entry.json` once its folder is named after its key and its tensors match its sha256.
+
+    The name check means an entry moved under another key's name (by hand or in a bundle) is never served.
+    """
     try:
         entry = json.loads((folder / ENTRY).read_text())
-    except (OSError, json.JSONDecodeError) as err:
+        named = entry_name(entry["key"])
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
         raise StoreError(f"{folder / ENTRY}: unreadable ({err})") from err
-    if entry.get("key") != key:
-        raise StoreError(f"{folder / ENTRY}: computed for another key than the one requested")
+    if folder.name != named:
+        raise StoreError(f"{folder}: its key belongs in a folder named {named}, not {folder.name}")
     if not (folder / TENSORS).is_file() or sha256_file(folder / TENSORS) != entry.get("sha256"):
         raise StoreError(f"{folder / TENSORS}: missing, or its sha256 differs from the one in {ENTRY}")
+    return entry
+
+
+def load_entry(folder: Path, key: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """(tensors, info) of an entry; `StoreError` if it cannot be trusted."""
+    entry = verify_entry(folder)
+    if entry["key"] != key:
+        raise StoreError(f"{folder / ENTRY}: computed for another key than the one requested")
     return load_file(folder / TENSORS), entry["info"]
 
 
@@ -72,4 +94,5 @@ def stored(kind: str, key: dict, compute: Callable[[], tuple[dict[str, torch.Ten
     return tensors, info
 
 
-__all__ = ["KINDS", "StoreError", "entry_folder", "load_entry", "save_entry", "stored"]
+__all__ = ["ENTRY", "KINDS", "TENSORS", "StoreError", "entry_folder", "entry_name", "list_store_entries", "load_entry", "save_entry",
+           "stored", "verify_entry"]

@@ -11,10 +11,12 @@ import threading
 from pathlib import Path
 
 import pytest
+import torch
 
 from mini_medclip import bundle
 from mini_medclip.bundle import BUNDLE_MANIFEST, BundleError, export_bundle, import_bundle, list_entries
 from mini_medclip.cache import cached_model
+from mini_medclip.store import entry_folder, load_entry, stored
 from mini_medclip.cli import main
 from mini_medclip.train import TrainResult
 from helpers import tiny_config, untrained_tiny_model
@@ -29,15 +31,24 @@ def _refuse(cfg, device):
     raise AssertionError("the cache should have held this model")
 
 
+STORE_KEY = {"victim": "a model's cache key", "defense": "a detector's settings"}
+
+
+def _scores():
+    return {"scores": torch.arange(4.0)}, {"threshold": 0.5}
+
+
 @pytest.fixture(scope="module")
 def filled_cache(tmp_path_factory):
-    """A cache holding two real entries (untrained tiny models under two keys), built once per module."""
+    """A cache holding two real entries (untrained tiny models under two keys) and one store entry (a
+    defense's scores), built once per module."""
     root = tmp_path_factory.mktemp("filled") / "cache"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MINI_MEDCLIP_CACHE", str(root))
         for seed in (0, 1):
             cached_model(tiny_config(train__seed=seed), device="cpu", build=_build)
-    assert len(list_entries(root)) == 2
+        stored("results", STORE_KEY, _scores)
+    assert len(list_entries(root)) == 2 and (root / "results").is_dir()
     return root
 
 
@@ -88,12 +99,16 @@ def test_round_trip_exports_verifies_and_imports_into_an_empty_cache(cache, tmp_
     digest = export_bundle(archive, cache)
     assert digest == _sha(archive)
     names = [e.name for e in list_entries(cache)]
-    assert bundle.clear_cache(cache) == 2 and list_entries(cache) == []
-    assert import_bundle(str(archive), digest, cache) == names
+    store_entry = entry_folder("results", STORE_KEY, cache)
+    assert bundle.clear_cache(cache) == 2 and list_entries(cache) == [] and not store_entry.exists()
+    imported = import_bundle(str(archive), digest, cache)
+    assert imported == sorted(names + [f"results/{store_entry.name}"])
     assert [e.name for e in list_entries(cache) if e.valid] == names
-    assert bundle.foreign_entries(names, cache) == []
+    assert bundle.foreign_entries(imported, cache) == []
     for seed in (0, 1):  # the chapters' cache lookups now hit without building
         cached_model(tiny_config(train__seed=seed), device="cpu", build=_refuse)
+    tensors, info = load_entry(store_entry, STORE_KEY)  # and so do the store's
+    assert torch.equal(tensors["scores"], _scores()[0]["scores"]) and info == _scores()[1]
 
 
 def test_entries_trained_on_phantoms_this_runtime_does_not_render_are_reported(cache, monkeypatch):
@@ -154,6 +169,49 @@ def test_an_entry_failing_its_own_checkpoint_manifest_is_named(exported, tmp_pat
         manifest["files"][name] = {"size": len(edited), "sha256": hashlib.sha256(edited).hexdigest()}
 
     _refused(_tar(tmp_path / "t.tar", _with_manifest(members, fix)), target, "fails its checkpoint check")
+
+
+def _store_members(archive: Path) -> tuple[list[tuple[str, bytes]], str]:
+    members = _members(archive)
+    return members, next(n for n, _ in members if n.startswith("results/")).rsplit("/", 1)[0]
+
+
+def _refix(members, names):
+    """Rewrite the bundle manifest so that it vouches for `names` as they now are (a consistent forgery)."""
+    data = dict(members)
+
+    def fix(manifest):
+        for name in names:
+            manifest["files"].pop(name, None)
+            if name in data:
+                manifest["files"][name] = {"size": len(data[name]), "sha256": hashlib.sha256(data[name]).hexdigest()}
+
+    return _with_manifest(members, fix)
+
+
+def test_a_store_entry_whose_tensors_differ_from_its_own_hash_is_named(exported, tmp_path):
+    archive, target = exported
+    members, entry = _store_members(archive)
+    tensors = f"{entry}/tensors.safetensors"
+    members = [(n, d[:-4] + b"\0\0\0\0" if n == tensors else d) for n, d in members]
+    forged = _tar(tmp_path / "t.tar", _refix(members, [tensors]))
+    _refused(forged, target, f"entry {entry} fails its store check .*sha256 differs")
+
+
+def test_a_store_entry_moved_under_another_keys_name_is_refused(exported, tmp_path):
+    archive, target = exported
+    members, entry = _store_members(archive)
+    other = "results/0123456789abcdef"
+    moved = [(n.replace(entry, other), d) for n, d in members]
+    forged = _tar(tmp_path / "t.tar", _refix(moved, [n for n, _ in members if n.startswith(entry)] + [n for n, _ in moved if n.startswith(other)]))
+    _refused(forged, target, "its key belongs in a folder named")
+
+
+@pytest.mark.parametrize("name", ["results/0123456789abcdef/notes.json", "models/0123456789abcdef/entry.json",
+                                  "results/0123456789abcdef/deeper/entry.json", "results/not-hex/entry.json"])
+def test_members_outside_the_store_layout_are_refused(exported, tmp_path, name):
+    _, target = exported
+    _refused(_tar(tmp_path / "t.tar", [(BUNDLE_MANIFEST, b"{}"), (name, b"{}")]), target, "not ENTRY/FILE")
 
 
 @pytest.mark.parametrize("name", ["tiny-0123456789abcdef/train_state.pt", "tiny-0123456789abcdef/model.pkl",
@@ -242,7 +300,7 @@ def test_a_truncated_download_is_refused_then_resumes_where_it_stopped(exported)
             import_bundle(server.url, digest, target)
         assert [e.name for e in list_entries(target)] == before == []
         names = import_bundle(server.url, digest, target)
-    assert server.requests == [0, 5000] and len(names) == 2
+    assert server.requests == [0, 5000] and len(names) == 3  # two models and one store entry
     assert not list((target / ".downloads").iterdir())
 
 

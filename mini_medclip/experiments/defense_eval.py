@@ -124,10 +124,16 @@ def evaluate_input_detector(detector: InputDetector, preset: str, run: Run, devi
     """
     result, _ = train_run(preset, run, device)
     classifier, references, held_out, clean, triggered = strip_inputs(preset, run, result)
-    detector.fit(classifier, references)
-    scores = torch.cat([detector.score(clean), detector.score(triggered)])
+
+    def score():
+        detector.fit(classifier, references)
+        scores = torch.cat([detector.score(clean), detector.score(triggered)])
+        return {"scores": scores}, {"threshold": detector.calibrate(held_out, frr=FPR)}
+
+    what = {"input": "clean and triggered 5-class test images", "held_out_frr": FPR}
+    tensors, info = _stored_result(detector, result, what, score)
+    scores, threshold = tensors["scores"], info["threshold"]
     is_triggered = torch.cat([torch.zeros(len(clean)), torch.ones(len(triggered))]).long()
-    threshold = detector.calibrate(held_out, frr=FPR)
     found = int((scores[len(clean):] > threshold).sum())
     return _detection(scores, is_triggered, found), scores, is_triggered
 
