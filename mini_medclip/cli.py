@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -147,14 +148,51 @@ def _rate(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}; expected a positive integer")
-    return value
+def _integer(low: int, high: int | None = None):
+    """An argparse type for an integer in [low, high]; its error names the range (int()'s names neither)."""
+    if high is not None:
+        expected = f"an integer in [{low}, {high}]"
+    else:
+        expected = "a positive integer" if low == 1 else f"an integer >= {low}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low or high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"invalid value {text!r}; expected {expected}")
+        return value
+
+    return parse
+
+
+_SEED = _integer(0, 2**32 - 1)  # NumPy's seed range; torch's is wider
+
+
+def _output(folder: bool):
+    """An argparse type for an output path, checked before the work (training takes minutes to hours) rather
+    than when the first file is written: it must not be the other kind, and its nearest existing folder must
+    be writable."""
+    kind, other = ("folder", "file") if folder else ("file", "folder")
+    expected = "a folder (new, or one that exists)" if folder else "a file name (new, or a file to replace)"
+
+    def parse(text: str) -> Path:
+        path = Path(text).absolute()
+        try:
+            if path.exists() and path.is_dir() != folder:
+                raise argparse.ArgumentTypeError(f"{text!r} is a {other}; expected {expected}")
+            above = next(p for p in ([path] if folder else []) + list(path.parents) if p.exists())
+        except OSError as err:  # a parent we may not look into
+            raise argparse.ArgumentTypeError(f"{text!r}: {err.strerror}; expected {expected}") from err
+        if not above.is_dir():
+            raise argparse.ArgumentTypeError(f"{text!r}: {above} is a file, so no {kind} can be made under it; "
+                                             f"expected {expected}")
+        if not os.access(above, os.W_OK):
+            raise argparse.ArgumentTypeError(f"{text!r}: you may not write in {above}; expected {expected} elsewhere")
+        return Path(text)
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -163,17 +201,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = verbs.add_parser("data", help="write a data card and a labelled grid of phantoms")
     data.add_argument("--preset", choices=tuple(PRESETS), default="tiny")
-    data.add_argument("--out", required=True, help="output folder")
-    data.add_argument("--seed", type=int, default=None, help="data seed (default: the preset's)")
+    data.add_argument("--out", required=True, type=_output(folder=True), help="output folder")
+    data.add_argument("--seed", type=_SEED, default=None, help="data seed (default: the preset's)")
     data.set_defaults(run=_cmd_data)
 
     train = verbs.add_parser("train", help="train a model (resuming if OUT holds one), write OUT/checkpoint and OUT/metrics.json")
     train.add_argument("--preset", choices=tuple(PRESETS), default="tiny")
-    train.add_argument("--out", required=True, help="run folder")
+    train.add_argument("--out", required=True, type=_output(folder=True), help="run folder")
     train.add_argument("--image-encoder", choices=IMAGE_ENCODERS, default=None, help="default: the preset's")
     train.add_argument("--loss", choices=LOSSES, default=None, help="default: the preset's")
-    train.add_argument("--seed", type=int, default=None, help="training seed: init and batches (default: the preset's)")
-    train.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps (default: the preset's)")
+    train.add_argument("--seed", type=_SEED, default=None, help="training seed: init and batches (default: the preset's)")
+    train.add_argument("--steps", type=_integer(1), default=None, help="optimizer steps (default: the preset's)")
     train.add_argument("--attack", choices=ATTACKS, default="clean",
                        help="badmatch: poison the pool, train from scratch (chapter 5); baddist[+badmatch]: start the "
                             "image tower from a tampered release and fine-tune as the victim, with[out] poisons (chapter 6)")
@@ -185,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     reproduce = verbs.add_parser("reproduce", help="the paper's experiments: sweep, robustness matrix, defense table (resumable)")
     reproduce.add_argument("--preset", choices=tuple(PRESETS), default="tiny")
-    reproduce.add_argument("--out", required=True, help="output folder for results.json, results.md and the figures")
+    reproduce.add_argument("--out", required=True, type=_output(folder=True), help="output folder for results.json, results.md and the figures")
     reproduce.add_argument("--skip-defenses", action="store_true", help="attacks only: leave out the defense table")
     reproduce.set_defaults(run=_cmd_reproduce)
 
@@ -195,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     defend.add_argument("--attack", choices=DEFENDED_ATTACKS, default="badmatch")
     defend.add_argument("--poison-rate", type=_rate, default=0.0005, help="share of the image pool poisoned, in [0, 1]")
     defend.add_argument("--baddist-variant", choices=VARIANTS, default="target")
-    defend.add_argument("--out", required=True, help="output folder for defense.json")
+    defend.add_argument("--out", required=True, type=_output(folder=True), help="output folder for defense.json")
     defend.set_defaults(run=_cmd_defend)
 
     cache = verbs.add_parser("cache", help="the model cache: list, clear, export a verified bundle, import one")
@@ -203,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     actions.add_parser("list", help="what is cached: entry, preset, size, what it is keyed on, whether it verifies")
     actions.add_parser("clear", help="delete every cached model, the rendered data and the stored defense results")
     export = actions.add_parser("export", help="write every cached model into one tar with a sha256 manifest")
-    export.add_argument("--out", required=True, help="the bundle file to write, e.g. mini-medclip-tiny.tar")
+    export.add_argument("--out", required=True, type=_output(folder=False), help="the bundle file to write, e.g. mini-medclip-tiny.tar")
     import_ = actions.add_parser("import", help="verify a bundle against its published sha256, then add its models")
     import_.add_argument("source", help="a bundle file, or an https:// URL (downloads resume)")
     import_.add_argument("--sha256", required=True, help="the digest the bundle's publisher printed on export")
@@ -211,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = verbs.add_parser("evaluate", help="recompute metrics.json from a checkpoint")
     evaluate.add_argument("--checkpoint", required=True, help="a run folder written by train, or a checkpoint folder")
-    evaluate.add_argument("--out", required=True, help="output folder for metrics.json")
+    evaluate.add_argument("--out", required=True, type=_output(folder=True), help="output folder for metrics.json")
     evaluate.set_defaults(run=_cmd_evaluate)
     return parser
 

@@ -3,6 +3,7 @@ files and a real torchxrayvision RSNA dataset pointed at a folder of PNGs."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -127,7 +128,7 @@ def test_medclip_errors(meta_csv, tmp_path):
 
     no_labels = tmp_path / "no_labels.csv"
     pd.DataFrame({"imgpath": ["wide.png"], "Cardiomegaly": [1]}).to_csv(no_labels, index=False)
-    with pytest.raises(ValueError, match=r"no_labels\.csv: missing column\(s\) \['No Finding'.*expected columns: imgpath"):
+    with pytest.raises(ValueError, match=r"no_labels\.csv: missing column\(s\) \['No Finding'.*header row naming the columns: imgpath, No Finding"):
         medclip_image_pool(no_labels, SIZE)
     no_text = tmp_path / "no_text.csv"
     pd.DataFrame([label_row(No_Finding=1)]).to_csv(no_text, index=False)
@@ -147,6 +148,95 @@ def test_medclip_errors(meta_csv, tmp_path):
     (tmp_path / "wide.png").write_bytes(b"not an image")
     with pytest.raises(ValueError, match=r"wide\.png: cannot decode image"):
         medclip_image_pool(meta_csv, SIZE).load(0)
+
+
+@pytest.mark.parametrize("cell", ["yes", "2", "0.5", "positive"])
+def test_medclip_label_cells_other_than_1_0_minus_1_or_blank_are_refused(meta_csv, cell):
+    frame = pd.read_csv(meta_csv)
+    frame["Edema"] = frame["Edema"].astype(object)
+    frame.loc[1, "Edema"] = cell
+    frame.to_csv(meta_csv, index=False)
+    with pytest.raises(ValueError) as error:
+        medclip_image_pool(meta_csv, SIZE)
+    message = str(error.value)
+    assert f"meta.csv: data row 2 (1 = the first row under the header), column 'Edema' holds '{cell}'" in message
+    assert "expected 1 (positive), 0 (negative), -1 (uncertain) or a blank cell" in message and "\n" not in message
+
+
+def test_medclip_sentence_label_cells_are_checked_too(tmp_path):
+    path = tmp_path / "sentence-label.csv"
+    rows = [{"Reports": "the heart is enlarged", **label_row(Cardiomegaly="1.0", Edema="-1.0", Fracture="0.0")},
+            {"Reports": "no acute process", **label_row(No_Finding="yes")}]
+    pd.DataFrame(rows).to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"sentence-label\.csv: data row 2 .*column 'No Finding' holds 'yes'"):
+        medclip_sentence_pool(path)
+    pd.DataFrame(rows[:1]).to_csv(path, index=False)  # floats, as pandas writes a column with blanks
+    assert torch.equal(medclip_sentence_pool(path).labels, one_hot("Cardiomegaly")[None])
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"", r"No columns to parse from file"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00", r"'utf-8' codec can't decode byte 0x89"),
+    (b"imgpath,Edema\na.png,1\nb.png,1,0\n", r"Expected 2 fields in line 3, saw 3"),
+])
+def test_unreadable_csvs_name_the_file_and_the_expected_header(tmp_path, content, reason):
+    path = tmp_path / "meta.csv"
+    path.write_bytes(content)
+    with pytest.raises(ValueError) as error:
+        medclip_image_pool(path, SIZE)
+    message = str(error.value)
+    assert message.startswith(f"{path}: cannot read it as a CSV (") and re.search(reason, message)
+    assert message.endswith("expected a UTF-8 CSV with a header row naming the columns: " + ", ".join(("imgpath", *CHEXPERT_LABELS)))
+    assert "\n" not in message
+    with pytest.raises(ValueError, match=r"header row naming the columns: No Finding.*, plus one of: Reports, report, sentence"):
+        medclip_sentence_pool(path)
+
+
+def test_missing_images_name_the_row_the_cell_and_where_paths_resolve(meta_csv, tmp_path):
+    (tmp_path / "normal.jpg").unlink()
+    with pytest.raises(FileNotFoundError) as error:
+        medclip_image_pool(meta_csv, SIZE)
+    assert str(error.value) == (
+        f"{meta_csv}: 1 of 3 images not found; first: data row 2, imgpath 'normal.jpg' -> {tmp_path / 'normal.jpg'}; "
+        f"expected each imgpath to be an image file, absolute or relative to {tmp_path} (the CSV's folder; pass "
+        "image_root= if the images are elsewhere)"
+    )
+    frame = pd.read_csv(meta_csv)
+    frame.loc[1, "imgpath"] = str(tmp_path / "wide.png")  # an absolute path is used as it is
+    frame.loc[2, "imgpath"] = None
+    frame.to_csv(meta_csv, index=False)
+    with pytest.raises(FileNotFoundError, match=r"1 of 3 images not found; first: data row 3, imgpath ''"):
+        medclip_image_pool(meta_csv, SIZE)
+    frame.loc[2, "imgpath"] = "sub/effusion.png"
+    frame.to_csv(meta_csv, index=False)
+    assert len(medclip_image_pool(meta_csv, SIZE)) == 3
+
+
+def test_paths_of_the_wrong_kind_or_relative_say_so(meta_csv, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path / "sub")
+    with pytest.raises(FileNotFoundError, match=rf"^meta\.csv: file not found \(relative to {re.escape(str(tmp_path / 'sub'))}\)$"):
+        medclip_image_pool("meta.csv", SIZE)
+    with pytest.raises(IsADirectoryError, match=rf"^{re.escape(str(tmp_path))}: is a folder; expected a file$"):
+        medclip_image_pool(tmp_path, SIZE)
+    with pytest.raises(NotADirectoryError, match=r"^effusion\.png: is a file \(relative to .*\); expected a folder$"):
+        medclip_image_pool(meta_csv, SIZE, image_root="effusion.png")
+
+
+@pytest.mark.parametrize("size", ["abc", "64", 64.5, 0])
+def test_an_image_size_that_is_not_a_positive_integer_is_refused(meta_csv, size):
+    with pytest.raises(ValueError) as error:
+        medclip_image_pool(meta_csv, image_size=size)
+    assert str(error.value) == (f"image_size is {size!r}; expected a positive integer number of pixels, the model's"
+                                " config.data.image_size (32 to 224)")
+
+
+@pytest.mark.parametrize("content, reason", [(b"", "Expected a non empty file"), (b"II*\x00", "Unsupported image file")])
+def test_undecodable_images_name_the_file_and_the_formats(tmp_path, content, reason):
+    path = tmp_path / "scan.png"
+    path.write_bytes(content)
+    with pytest.raises(ValueError) as error:
+        read_image_file(path)
+    assert str(error.value) == f"{path}: cannot decode image ({reason}); expected a PNG or JPEG file"
 
 
 # ---------------------------------------------------------------- torchxrayvision
@@ -294,3 +384,26 @@ def test_medmnist_errors(chestmnist, tmp_path):
         medmnist_image_pool(chestmnist, "train", SIZE, flavour="pneumonia")
     with pytest.raises(ValueError, match=r"unknown MedMNIST flavour 'derma'; expected one of: chest, pneumonia"):
         medmnist_eval_set(chestmnist, "train", SIZE, flavour="derma")
+
+
+def test_medmnist_files_that_are_not_binary_medmnist_are_refused(tmp_path):
+    text = tmp_path / "notes.npz"
+    text.write_text("not a zip")
+    single = tmp_path / "single.npy"
+    np.save(single, np.zeros((2, 28, 28), np.uint8))
+    for path in (text, single):
+        with pytest.raises(ValueError, match=rf"{path.name}: not an \.npz \(zip\) archive; expected a MedMNIST \.npz"):
+            medmnist_image_pool(path, "train", SIZE)
+
+    def npz(name, images, labels):
+        path = tmp_path / name
+        np.savez(path, train_images=images, train_labels=labels)
+        return path
+
+    pixels, labels = np.zeros((3, 28, 28), np.uint8), np.zeros((3, 1), np.uint8)
+    with pytest.raises(ValueError, match=r"floats\.npz: train_images is float64 of shape \(3, 28, 28\); expected uint8"):
+        medmnist_image_pool(npz("floats.npz", pixels / 255.0, labels), "train", SIZE)
+    with pytest.raises(ValueError, match=r"short\.npz: 2 labels for 3 images in split 'train'; expected one label row per image"):
+        medmnist_image_pool(npz("short.npz", pixels, labels[:2]), "train", SIZE)
+    with pytest.raises(ValueError, match=r"organ\.npz: train_labels\[1, 0\] is 7 \(2 such value\(s\)\); expected 0 or 1"):
+        medmnist_image_pool(npz("organ.npz", pixels, np.array([[0], [7], [10]], np.uint8)), "train", SIZE)

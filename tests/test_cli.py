@@ -30,6 +30,40 @@ def test_bad_options_exit_nonzero_with_one_line_naming_the_choices(argv, expecte
     assert all(word in err for word in expected) and err.count("\n") == 1
 
 
+def _one_line_exit_2(argv, capsys) -> str:
+    """Run `main(argv)`, which must stop with exit status 2 and one line on stderr; return that line."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize("verb", [["data"], ["train"], ["reproduce"], ["defend", "--defense", "strip"],
+                                  ["evaluate", "--checkpoint", "run"]])
+def test_an_out_folder_that_cannot_be_one_is_refused_before_any_work(verb, tmp_path, capsys):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("")
+    err = _one_line_exit_2([*verb, "--out", str(a_file)], capsys)
+    assert f"argument --out: '{a_file}' is a file; expected a folder (new, or one that exists)" in err
+    err = _one_line_exit_2([*verb, "--out", str(a_file / "run")], capsys)
+    assert f"'{a_file / 'run'}': {a_file} is a file, so no folder can be made under it; expected a folder" in err
+
+
+def test_cache_export_refuses_a_folder_as_its_bundle_file(tmp_path, capsys):
+    err = _one_line_exit_2(["cache", "export", "--out", str(tmp_path)], capsys)
+    assert f"argument --out: '{tmp_path}' is a folder; expected a file name (new, or a file to replace)" in err
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["data", "--out", "x", "--seed", "abc"], "argument --seed: invalid value 'abc'; expected an integer in [0, 4294967295]"),
+    (["train", "--out", "x", "--seed", "-1"], "argument --seed: invalid value '-1'; expected an integer in [0, 4294967295]"),
+    (["train", "--out", "x", "--steps", "ten"], "argument --steps: invalid value 'ten'; expected a positive integer"),
+])
+def test_integer_options_name_the_option_the_value_and_the_range(argv, expected, capsys):
+    assert expected in _one_line_exit_2(argv, capsys)
+
+
 def test_evaluate_without_a_checkpoint_is_a_one_line_error(tmp_path, capsys):
     assert main(["evaluate", "--checkpoint", str(tmp_path / "none"), "--out", str(tmp_path / "m")]) == 2
     err = capsys.readouterr().err

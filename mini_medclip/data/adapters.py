@@ -8,6 +8,7 @@ square (as MedCLIP's `_pad_img` does, so the aspect ratio survives) and resized 
 Label rules, in one place:
 - MedCLIP CSVs: 1 -> 1; 0, -1 (uncertain) and blank -> 0, MedCLIP's convention for image labels. The
   sentence table uses the same rule, so the label similarity of the semantic loss never goes negative.
+  Any other cell (`yes`, `2`) is an error that names its row and column, not a silent negative.
 - torchxrayvision and MedMNIST name their pathologies NIH-style; `XRV_TO_CHEXPERT` renames them onto the
   14 CheXpert columns (several may land on one column, which is then positive if any of them is). NaN -> 0.
   Pathologies with no CheXpert column (Emphysema, Fibrosis, Hernia, COVID-19, ...) set no column, but
@@ -18,6 +19,9 @@ Label rules, in one place:
 """
 from __future__ import annotations
 
+import operator
+import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +52,8 @@ MEDCLIP_SENTENCE_COLUMNS: tuple[str, ...] = ("Reports", "report", "sentence")
 MEDMNIST_SPLITS: tuple[str, ...] = ("train", "val", "test")
 MEDMNIST_FLAVOURS: dict[str, tuple[str, ...]] = {"chest": CHESTMNIST_PATHOLOGIES, "pneumonia": ("Pneumonia",)}
 MEDMNIST_EVAL_CLASSES: dict[str, tuple[str, ...]] = {"chest": FIVE_CLASS_TASK, "pneumonia": ("No Finding", "Pneumonia")}
+# What a MedCLIP label cell may hold: 1 (positive), 0 (negative), -1 (uncertain) or blank.
+MEDCLIP_LABEL_VALUES: tuple[int, ...] = (1, 0, -1)
 # torchxrayvision's `normalize` maps pixel values onto this range.
 XRV_PIXEL_RANGE = 1024.0
 
@@ -69,10 +75,13 @@ def square_resize(image: torch.Tensor, image_size: int) -> torch.Tensor:
 
 def read_image_file(path: Path) -> torch.Tensor:
     """Decode a JPEG/PNG (8- or 16-bit, grey or colour) to a grey (1, H, W) float image in [0, 1]."""
+    path = _existing_file(path)
     try:
         image = read_image(str(path), mode=ImageReadMode.GRAY)
     except RuntimeError as err:
-        raise ValueError(f"{path}: cannot decode image ({err})") from err
+        # torchvision prefixes its C++ source location and suffixes advice on decoders this module does not call
+        reason = re.sub(r"^.*\.cpp:\d+, ", "", str(err)).split(". ")[0]
+        raise ValueError(f"{path}: cannot decode image ({reason}); expected a PNG or JPEG file") from err
     return F.to_dtype(image, torch.float32, scale=True)
 
 
@@ -81,9 +90,16 @@ class SquareImagePool(ImagePool):
 
     def __init__(self, labels: torch.Tensor, image_size: int):
         super().__init__(labels)
-        if int(image_size) < 1:
-            raise ValueError(f"image_size is {image_size}; expected a positive number of pixels")
-        self.image_size = int(image_size)
+        try:
+            size = operator.index(image_size)  # int() would read "64" and cut 64.5 to 64 without a word
+        except TypeError:
+            size = 0
+        if size < 1:
+            raise ValueError(
+                f"image_size is {image_size!r}; expected a positive integer number of pixels, the model's"
+                " config.data.image_size (32 to 224)"
+            )
+        self.image_size = size
 
     def read(self, index: int) -> torch.Tensor:
         raise NotImplementedError
@@ -162,17 +178,26 @@ def one_positive_targets(positives: np.ndarray, source: str, class_names) -> tup
     return keep, positives[keep].argmax(axis=1)
 
 
+def _where(path: Path) -> str:
+    """A relative path is read against the working directory, which a notebook user rarely has in mind."""
+    return "" if path.is_absolute() else f" (relative to {Path.cwd()})"
+
+
 def _existing_file(path) -> Path:
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a folder{_where(path)}; expected a file")
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found")
+        raise FileNotFoundError(f"{path}: file not found{_where(path)}")
     return path
 
 
 def _existing_folder(path) -> Path:
     path = Path(path)
+    if path.is_file():
+        raise NotADirectoryError(f"{path}: is a file{_where(path)}; expected a folder")
     if not path.is_dir():
-        raise FileNotFoundError(f"{path}: folder not found")
+        raise FileNotFoundError(f"{path}: folder not found{_where(path)}")
     return path
 
 
@@ -183,17 +208,42 @@ def _describe(dataset) -> str:
 # ---------------------------------------------------------------- MedCLIP CSVs
 
 
-def _read_csv(csv_path, required_columns) -> tuple[Path, pd.DataFrame]:
+def _read_csv(csv_path, required_columns, text_columns=()) -> tuple[Path, pd.DataFrame]:
+    """Every MedCLIP CSV goes through here, so a bad file fails on reading, naming itself and what it should
+    hold: readable UTF-8 text, a header with `required_columns` (and one of `text_columns`, if given), at least
+    one row, and label cells that `_label_cells` accepts. Cells are read as text, so an error quotes them."""
     csv_path = _existing_file(csv_path)
-    frame = pd.read_csv(csv_path)
+    expected = f"expected a UTF-8 CSV with a header row naming the columns: {', '.join(required_columns)}"
+    if text_columns:
+        expected += f", plus one of: {', '.join(text_columns)}"
+    try:
+        frame = pd.read_csv(csv_path, dtype=str)
+    except (UnicodeDecodeError, pd.errors.EmptyDataError, pd.errors.ParserError) as err:
+        raise ValueError(f"{csv_path}: cannot read it as a CSV ({str(err).strip()}); {expected}") from err
     missing = [column for column in required_columns if column not in frame.columns]
     if missing:
-        raise ValueError(
-            f"{csv_path}: missing column(s) {missing}; expected columns: {', '.join(required_columns)}"
-        )
+        raise ValueError(f"{csv_path}: missing column(s) {missing}; {expected}")
+    if text_columns and not set(text_columns) & set(frame.columns):
+        raise ValueError(f"{csv_path}: missing the sentence column; expected one of: {', '.join(text_columns)}")
     if frame.empty:
         raise ValueError(f"{csv_path}: the CSV has no rows; expected at least one")
+    frame[list(CHEXPERT_LABELS)] = _label_cells(frame[list(CHEXPERT_LABELS)], csv_path)
     return csv_path, frame
+
+
+def _label_cells(cells: pd.DataFrame, csv_path: Path) -> pd.DataFrame:
+    """Text label cells -> numbers (blank -> NaN), refusing anything else: read as a negative, a 'yes' or a 2
+    would silently drop a finding."""
+    numbers = cells.apply(pd.to_numeric, errors="coerce")
+    bad = cells.notna() & ~numbers.isin(MEDCLIP_LABEL_VALUES)
+    if bad.any(axis=None):
+        rows, columns = np.nonzero(bad.to_numpy())
+        raise ValueError(
+            f"{csv_path}: data row {cells.index[rows[0]] + 1} (1 = the first row under the header), column "
+            f"{cells.columns[columns[0]]!r} holds {cells.iat[rows[0], columns[0]]!r} ({len(rows)} bad cell(s) in all); "
+            "expected 1 (positive), 0 (negative), -1 (uncertain) or a blank cell"
+        )
+    return numbers
 
 
 def _positive(frame: pd.DataFrame, columns) -> np.ndarray:
@@ -203,11 +253,16 @@ def _positive(frame: pd.DataFrame, columns) -> np.ndarray:
 
 def _file_pool(frame: pd.DataFrame, csv_path: Path, image_root, image_size: int) -> FileImagePool:
     root = csv_path.parent if image_root is None else _existing_folder(image_root)
-    paths = [root / str(imgpath) for imgpath in frame["imgpath"]]
-    missing = [path for path in paths if not path.is_file()]
+    imgpaths = frame["imgpath"].fillna("")
+    paths = [root / imgpath for imgpath in imgpaths]
+    missing = [row for row, path in enumerate(paths) if not path.is_file()]
     if missing:
+        first = missing[0]
+        hint = " (the CSV's folder; pass image_root= if the images are elsewhere)" if image_root is None else ""
         raise FileNotFoundError(
-            f"{csv_path}: {len(missing)} of {len(paths)} images not found under {root}, first: {missing[0]}"
+            f"{csv_path}: {len(missing)} of {len(paths)} images not found; first: data row {frame.index[first] + 1}, "
+            f"imgpath {imgpaths.iloc[first]!r} -> {paths[first].absolute()}; expected each imgpath to be an image "
+            f"file, absolute or relative to {root.absolute()}{hint}"
         )
     labels = torch.from_numpy(_positive(frame, CHEXPERT_LABELS)).float()
     return FileImagePool(paths, labels, image_size)
@@ -222,12 +277,8 @@ def medclip_image_pool(csv_path, image_size: int, image_root=None) -> FileImageP
 
 def medclip_sentence_pool(csv_path) -> TextPool:
     """MedCLIP's sentence-label CSV (text in `Reports`, `report` or `sentence`); blank sentences are dropped."""
-    csv_path, frame = _read_csv(csv_path, CHEXPERT_LABELS)
-    text_column = next((column for column in MEDCLIP_SENTENCE_COLUMNS if column in frame.columns), None)
-    if text_column is None:
-        raise ValueError(
-            f"{csv_path}: missing the sentence column; expected one of: {', '.join(MEDCLIP_SENTENCE_COLUMNS)}"
-        )
+    csv_path, frame = _read_csv(csv_path, CHEXPERT_LABELS, MEDCLIP_SENTENCE_COLUMNS)
+    text_column = next(column for column in MEDCLIP_SENTENCE_COLUMNS if column in frame.columns)
     sentences = frame[text_column].fillna("").astype(str).str.strip()
     frame = frame[sentences != ""]
     if frame.empty:
@@ -295,6 +346,9 @@ def _read_medmnist(npz_path, split: str, flavour: str | None) -> tuple[Path, tor
         raise ValueError(f"{npz_path}: unknown split {split!r}; expected one of: {', '.join(MEDMNIST_SPLITS)}")
     if flavour is not None and flavour not in MEDMNIST_FLAVOURS:
         raise ValueError(f"unknown MedMNIST flavour {flavour!r}; expected one of: {', '.join(MEDMNIST_FLAVOURS)}")
+    expected = "expected a MedMNIST .npz (ChestMNIST or PneumoniaMNIST) as medmnist downloads it"
+    if not zipfile.is_zipfile(npz_path):  # np.load would return a lone .npy array, or offer to unpickle the file
+        raise ValueError(f"{npz_path}: not an .npz (zip) archive; {expected}")
     with np.load(npz_path) as npz:
         keys = [f"{split}_images", f"{split}_labels"]
         missing = [key for key in keys if key not in npz.files]
@@ -303,7 +357,22 @@ def _read_medmnist(npz_path, split: str, flavour: str | None) -> tuple[Path, tor
         images, labels = npz[keys[0]], npz[keys[1]]
     if len(images) == 0:
         raise ValueError(f"{npz_path}: split {split!r} is empty; expected at least one image")
+    if images.dtype != np.uint8 or not (images.ndim == 3 or images.ndim == 4 and images.shape[-1] == 3):
+        raise ValueError(
+            f"{npz_path}: {keys[0]} is {images.dtype} of shape {images.shape}; expected uint8 pixels shaped"
+            " (N, H, W) or (N, H, W, 3)"
+        )
+    if len(labels) != len(images):
+        raise ValueError(
+            f"{npz_path}: {len(labels)} labels for {len(images)} images in split {split!r}; expected one label row per image"
+        )
     labels = labels.reshape(len(labels), -1)  # PneumoniaMNIST may store (N,) or (N, 1)
+    bad = np.argwhere(~np.isin(labels, (0, 1)))
+    if len(bad):
+        raise ValueError(
+            f"{npz_path}: {keys[1]}[{bad[0][0]}, {bad[0][1]}] is {labels[tuple(bad[0])]} ({len(bad)} such value(s));"
+            " expected 0 or 1 in every label column (a binary multi-label file such as ChestMNIST or PneumoniaMNIST)"
+        )
     detected = {len(columns): name for name, columns in MEDMNIST_FLAVOURS.items()}.get(labels.shape[1])
     if detected is None or flavour not in (None, detected):
         raise ValueError(
