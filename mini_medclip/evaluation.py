@@ -1,12 +1,10 @@
-"""Evaluation beyond zero-shot: embeddings, image-to-text retrieval, a linear probe, an embedding map.
+"""Beyond zero-shot: image-to-text retrieval, a linear probe, an embedding map (the embeddings: `embeddings.py`).
 
 Retrieval and the probe ask two different questions. Retrieval: does the joint space put an image next to
 sentences about its findings? The probe: do the frozen image features *contain* the findings, whether or
 not they line up with the text? A model can pass the probe and fail retrieval (features without alignment).
 """
 from __future__ import annotations
-
-from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -15,47 +13,8 @@ from sklearn.linear_model import LogisticRegression
 
 from .data.labels import label_indices
 from .data.pools import EvalSet, ImagePool, TextPool
+from .embeddings import embed_images, embed_texts
 from .models import MedCLIP
-
-
-def model_device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
-@contextmanager
-def eval_mode(model: torch.nn.Module):
-    """Eval mode (BatchNorm running stats, no dropout) and no autograd; the previous mode is restored."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield model
-    finally:
-        model.train(was_training)
-
-
-def embed_images(model: MedCLIP, images: ImagePool | torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Normalised image embeddings (N, D) on the model's device; `images` is a pool or an (N, 1, H, W) tensor."""
-    device = model_device(model)
-    n = len(images)
-    out = []
-    with eval_mode(model):
-        for start in range(0, n, batch_size):
-            idx = range(start, min(start + batch_size, n))
-            batch = images.batch(list(idx)) if isinstance(images, ImagePool) else images[start : start + batch_size]
-            out.append(model.encode_image(batch.to(device)).float())
-    return torch.cat(out)
-
-
-def embed_texts(model: MedCLIP, tokenizer, sentences: list[str], batch_size: int = 512) -> torch.Tensor:
-    """Normalised text embeddings (N, D) on the model's device."""
-    device = model_device(model)
-    out = []
-    with eval_mode(model):
-        for start in range(0, len(sentences), batch_size):
-            enc = tokenizer(sentences[start : start + batch_size], padding=True, truncation=True, return_tensors="pt")
-            out.append(model.encode_text(enc["input_ids"].to(device), enc["attention_mask"].to(device)).float())
-    return torch.cat(out)
 
 
 def _sample(n_total: int, n: int, seed: int) -> torch.Tensor:

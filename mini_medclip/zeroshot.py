@@ -12,7 +12,7 @@ from sklearn.metrics import confusion_matrix, f1_score, roc_auc_score
 
 from .data.pools import EvalSet, ImagePool, TextPool
 from .data.prompts import normal_prompts_from_pool, sample_prompts
-from .evaluation import embed_images, embed_texts, eval_mode
+from .embeddings import embed_images, embed_texts, eval_mode
 from .models import MedCLIP
 
 PROMPTS_PER_CLASS = 10

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from mini_medclip.data.prompts import sample_prompts
-from mini_medclip.evaluation import embed_images, embed_texts, linear_probe, pca_map, retrieval_recall
+from mini_medclip.embeddings import embed_images, embed_texts
+from mini_medclip.evaluation import linear_probe, pca_map, retrieval_recall
 from mini_medclip.zeroshot import ZeroShotClassifier, class_prompts_for, classification_metrics, evaluate_all
 from helpers import NORMAL_SENTENCES, untrained_tiny_model
 

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..data.labels import label_index
-from ..evaluation import embed_images, embed_texts, model_device
+from ..embeddings import embed_images, embed_texts, model_device
 from ..models import ImageEncoder, MedCLIP
 from ..registry import check_choice
 from ..zeroshot import prompts_for_classes

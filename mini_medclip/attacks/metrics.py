@@ -15,7 +15,7 @@ import torch
 from scipy.stats import norm
 
 from ..data.pools import EvalSet, TextPool
-from ..evaluation import embed_images
+from ..embeddings import embed_images
 from ..zeroshot import ZeroShotClassifier, class_prompts_for, prompts_for_classes
 from .triggers import Trigger
 

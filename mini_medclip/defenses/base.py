@@ -21,7 +21,7 @@ import torch
 
 from ..data.labels import label_groups
 from ..data.pools import ImagePool, TextPool
-from ..evaluation import embed_images
+from ..embeddings import embed_images
 from ..registry import build_named
 
 DEFENSES: dict[str, type] = {}

@@ -11,7 +11,7 @@ import dataclasses
 
 from ..config import PRESETS, Config
 from ..data.pools import ImagePool, TextPool
-from ..evaluation import model_device
+from ..embeddings import model_device
 from ..train import train
 from .base import Mitigation, register_defense
 

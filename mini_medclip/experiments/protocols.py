@@ -19,7 +19,7 @@ from ..cache import cached_model
 from ..config import Config
 from ..data.embedded import embedded_data
 from ..data.label_sampler import sample_labels
-from ..evaluation import eval_mode
+from ..embeddings import eval_mode
 from ..runtime import pick_device
 from ..train import TrainResult, train
 from .runs import Run, base_config
