@@ -53,11 +53,10 @@ def mean_pairwise_cosine(embeddings: torch.Tensor) -> torch.Tensor:
 class DECREE(ModelScanner):
     """Inverts the smallest collapsing trigger; anomaly score = -ln(PL1), so a smaller trigger scores higher.
 
-    The log makes the score track orders of magnitude: a 4 x 4 patch on 64 x 64 is PL1 = 0.004 (score 5.5),
-    while the clean encoders tried here needed PL1 0.2-0.3 (score 1.2-1.6). Cost: at most `steps`
-    forward+backward passes on `batch_size` images (300 x 32 took about 6 s for the untrained 64 px tiny
-    ResNet on one CPU core); the run stops earlier at a collapsed step once the smallest collapsing mask
-    has not shrunk for `stop_patience` steps. If no step collapses, the final mask's norm is reported with
+    The log makes the score track orders of magnitude: a 4 x 4 patch on 64 x 64 is PL1 = 0.004 (score 5.5);
+    chapter 8 measures what the clean and the backdoored encoders need. Cost: at most `steps`
+    forward+backward passes on `batch_size` images; the run stops earlier at a collapsed step once the
+    smallest collapsing mask has not shrunk for `stop_patience` steps. If no step collapses, the final mask's norm is reported with
     `details["collapsed"] = False`: no trigger was found within the budget.
     """
 
