@@ -55,3 +55,21 @@ def test_missing_archive_names_path_and_package(monkeypatch, tmp_path):
 def test_credit_names_source_and_licence():
     for part in ("Indiana University", "Open-i", "Demner-Fushman", "CC BY-NC-ND 4.0"):
         assert part in reports.REPORTS_CREDIT
+
+
+def test_the_wheel_files_are_found_without_importing_torchxrayvision():
+    import subprocess
+    import sys
+
+    probe = ("import sys; from mini_medclip.data.wheel_files import torchxrayvision_file; "
+             "path = torchxrayvision_file('NLMCXR_reports.tgz'); "
+             "assert path.is_file(), path; assert 'torchxrayvision' not in sys.modules")
+    subprocess.run([sys.executable, "-c", probe], check=True)
+
+
+def test_a_missing_torchxrayvision_is_named_with_the_file_and_the_install_command(monkeypatch):
+    from mini_medclip.data import wheel_files
+
+    monkeypatch.setattr(wheel_files.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(FileNotFoundError, match=r"chexpert_train\.csv\.gz ships with the torchxrayvision wheel.*pip install torchxrayvision"):
+        wheel_files.torchxrayvision_file("chexpert_train.csv.gz")
