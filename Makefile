@@ -57,7 +57,11 @@ colab: $(WHEEL)
 	$(COLAB) --venv .venv-colab --record .cache/chapter_times.json
 
 # The workshop path at the oldest versions the ranges admit: export the cache `colab` filled as a bundle
-# (the instructor), import it into an empty cache from the learner's environment, run every chapter warm.
+# (the instructor), import it into an empty cache from the learner's environment, run chapters warm there.
+# Every chapter reaches transformers and tokenizers through the same package functions, so the oldest end
+# runs the chapters that exercise each of them (tokenizer and model building, cached models and
+# evaluation, releases and victims, defenses and fine-tuning); the newest end runs them all, cold.
+OLDEST_CHAPTERS := $(addprefix book/,00_intro.ipynb 02_model.ipynb 04_training.ipynb 06_baddist.ipynb 08_defenses.ipynb)
 BUNDLE_DIR := $(CURDIR)/.cache/bundle
 colab-oldest: $(WHEEL)
 	$(COLAB) $(OLDEST) --prepare-only
@@ -65,7 +69,7 @@ colab-oldest: $(WHEEL)
 	$(PY) -m mini_medclip cache export --out $(BUNDLE_DIR)/mini-medclip-tiny.tar | tee $(BUNDLE_DIR)/export.txt
 	MINI_MEDCLIP_CACHE=$(BUNDLE_DIR)/imported .venv-colab-oldest/bin/python -m mini_medclip cache import \
 		$(BUNDLE_DIR)/mini-medclip-tiny.tar --sha256 "$$(tail -n 1 $(BUNDLE_DIR)/export.txt)"
-	MINI_MEDCLIP_CACHE=$(BUNDLE_DIR)/imported $(COLAB) $(OLDEST)
+	MINI_MEDCLIP_CACHE=$(BUNDLE_DIR)/imported $(COLAB) $(OLDEST) $(OLDEST_CHAPTERS)
 
 test: $(STAMP)
 	$(MAKE) -j2 unit colab-envs
