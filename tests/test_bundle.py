@@ -320,7 +320,8 @@ def test_plain_http_is_refused_off_the_loopback_address(tmp_path):
 def test_the_cli_lists_exports_imports_and_gives_one_line_errors(cache, tmp_path, capsys):
     archive = tmp_path / "b.tar"
     assert main(["cache", "list"]) == 0
-    assert "2 entries" in capsys.readouterr().out
+    listed = capsys.readouterr().out
+    assert "2 entries" in listed and "and 1 stored results" in listed
     assert main(["cache", "export", "--out", str(archive)]) == 0
     digest = capsys.readouterr().out.strip().splitlines()[-1]
     assert digest == _sha(archive)
