@@ -40,12 +40,12 @@ from .runtime import cache_root
 from .checkpoint import CONFIG, CheckpointError, verify_checkpoint
 from .files import sha256_file
 from .store import ENTRY, KINDS, TENSORS, StoreError, list_store_entries, verify_entry
+from .store import ENTRY_NAME as STORE_NAME
 
 BUNDLE_MANIFEST = "bundle.json"
 BUNDLE_FORMAT = "mini-medclip-bundle/2"
 ALLOWED_SUFFIXES = (".safetensors", ".json")
 ENTRY_NAME = re.compile(r"^[a-z0-9_]+-[0-9a-f]{16}$")
-STORE_NAME = re.compile(r"^[0-9a-f]{16}$")
 STORE_FILES = (TENSORS, ENTRY)
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # A tar stores each file as a 512-byte header plus its data padded to 512 bytes, then end-of-archive blocks.
@@ -291,16 +291,33 @@ def import_bundle(source: str, sha256: str, root: Path | None = None, max_bytes:
                 raise BundleError(f"{archive}: entry {name} fails its checkpoint check ({err})") from None
             except StoreError as err:
                 raise BundleError(f"{archive}: entry {name} fails its store check ({err})") from None
-        for name in names:  # an entry already cached moves aside into the staging folder, deleted below
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            if (root / name).exists():
-                os.replace(root / name, staging / f"{name}.replaced")
-            os.replace(staging / name, root / name)
+        for kind in {PurePosixPath(n).parent for n in names} - {PurePosixPath(".")}:
+            (root / kind).mkdir(parents=True, exist_ok=True)
+        _move_in(names, staging, root)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     if archive.parent == downloads:
         archive.unlink()
     return names
+
+
+def _move_in(names: list[str], staging: Path, root: Path) -> None:
+    """Move verified entries from `staging` into the cache; an entry already there moves aside into `staging`
+    (deleted with it). If a move fails, the entries moved so far are taken out and the old ones put back."""
+    moved = []
+    try:
+        for name in names:
+            if (root / name).exists():
+                os.replace(root / name, staging / f"{name}.replaced")
+            os.replace(staging / name, root / name)
+            moved.append(name)
+    except OSError as err:
+        for name in reversed(moved):
+            shutil.rmtree(root / name, ignore_errors=True)
+        for name in names:
+            if (staging / f"{name}.replaced").exists():
+                os.replace(staging / f"{name}.replaced", root / name)
+        raise BundleError(f"could not move entry {name} into the cache {root} ({err}); the cache is as it was") from None
 
 
 def _unpack(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path, expected: str, archive: Path) -> None:

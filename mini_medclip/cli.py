@@ -129,12 +129,13 @@ def _cmd_cache(args) -> int:
         print(f"wrote {args.out} ({Path(args.out).stat().st_size / 1e6:.1f} MB); publish its sha256 with it:\n{digest}")
     elif args.action == "import":
         names = bundle.import_bundle(args.source, args.sha256, root)
-        print(f"verified and imported {len(names)} entries into {root}")
+        models = [n for n in names if bundle.ENTRY_NAME.match(n)]
+        print(f"verified and imported {len(models)} models and {len(names) - len(models)} stored results into {root}")
         foreign = bundle.foreign_entries(names, root)
         if foreign:
             import torch
 
-            print(f"warning: {len(foreign)} of {len(names)} entries were trained on phantoms this runtime does not render "
+            print(f"warning: {len(foreign)} of {len(models)} models were trained on phantoms this runtime does not render "
                   f"(torch {torch.__version__} draws other images from the same seed); chapters will retrain them. "
                   "Ask for a bundle made with this torch release.", file=sys.stderr)
     else:

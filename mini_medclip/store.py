@@ -14,17 +14,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .files import atomic_folder, sha256_file
 from .runtime import cache_root
 
 KINDS = ("data", "results")  # the folders of the cache root that hold store entries
+ENTRY_NAME = re.compile(r"^[0-9a-f]{16}$")  # `entry_name`; `atomic_folder`'s temporary folders do not match
 TENSORS, ENTRY = "tensors.safetensors", "entry.json"
 
 
@@ -44,9 +47,10 @@ def entry_folder(kind: str, key: dict, root: Path | None = None) -> Path:
 
 
 def list_store_entries(root: Path | None = None) -> list[Path]:
-    """Every entry folder of every kind under the cache root (verified or not)."""
+    """Every entry folder of every kind under the cache root (verified or not; not the ones being written)."""
     root = Path(root or cache_root())
-    return sorted(p for kind in KINDS if (root / kind).is_dir() for p in (root / kind).iterdir() if p.is_dir())
+    return sorted(p for kind in KINDS if (root / kind).is_dir() for p in (root / kind).iterdir()
+                  if p.is_dir() and ENTRY_NAME.match(p.name))
 
 
 def save_entry(folder: Path, key: dict, tensors: dict[str, torch.Tensor], info: dict) -> None:
@@ -64,6 +68,8 @@ def verify_entry(folder: Path) -> dict:
     try:
         entry = json.loads((folder / ENTRY).read_text())
         named = entry_name(entry["key"])
+        if not isinstance(entry["info"], dict):
+            raise TypeError(f"info is {type(entry['info']).__name__}, expected an object")
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
         raise StoreError(f"{folder / ENTRY}: unreadable ({err})") from err
     if folder.name != named:
@@ -78,7 +84,10 @@ def load_entry(folder: Path, key: dict) -> tuple[dict[str, torch.Tensor], dict]:
     entry = verify_entry(folder)
     if entry["key"] != key:
         raise StoreError(f"{folder / ENTRY}: computed for another key than the one requested")
-    return load_file(folder / TENSORS), entry["info"]
+    try:
+        return load_file(folder / TENSORS), entry["info"]
+    except SafetensorError as err:
+        raise StoreError(f"{folder / TENSORS}: not a readable safetensors file ({err})") from err
 
 
 def stored(kind: str, key: dict, compute: Callable[[], tuple[dict[str, torch.Tensor], dict]]) -> tuple[dict[str, torch.Tensor], dict]:

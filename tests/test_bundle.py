@@ -331,3 +331,19 @@ def test_the_cli_lists_exports_imports_and_gives_one_line_errors(cache, tmp_path
     assert err.count("\n") == 1 and "differs from the published" in err
     assert main(["cache", "import", str(archive), "--sha256", digest]) == 0
     assert len(list_entries(cache)) == 2
+
+
+def test_a_move_that_fails_midway_puts_the_cache_back(exported, monkeypatch):
+    archive, target = exported
+    import_bundle(str(archive), _sha(archive), target)  # every entry is there once: the next import replaces
+    real_replace, moves = bundle.os.replace, []
+
+    def failing_replace(src, dst):
+        if ".import-" in str(src) and not str(src).endswith(".replaced"):
+            moves.append(dst)
+            if len(moves) == 2:
+                raise OSError("disk full")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(bundle.os, "replace", failing_replace)
+    _refused(archive, target, "could not move entry .* the cache is as it was")

@@ -130,7 +130,7 @@ def evaluate_input_detector(detector: InputDetector, preset: str, run: Run, devi
         scores = torch.cat([detector.score(clean), detector.score(triggered)])
         return {"scores": scores}, {"threshold": detector.calibrate(held_out, frr=FPR)}
 
-    what = {"input": "clean and triggered 5-class test images", "held_out_frr": FPR}
+    what = {"input": "clean and triggered 5-class test images", "trigger": run.trigger, "held_out_frr": FPR}
     tensors, info = _stored_result(detector, result, what, score)
     scores, threshold = tensors["scores"], info["threshold"]
     is_triggered = torch.cat([torch.zeros(len(clean)), torch.ones(len(triggered))]).long()

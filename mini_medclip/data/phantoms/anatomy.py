@@ -117,24 +117,21 @@ def _vessel_draws(rng: np.random.Generator, template_hila: np.ndarray) -> tuple[
     roots = {"start": [], "heading": [], "length": []}
     segments = []
 
-    def grow(parent: int | None, depth: int) -> None:
-        segment = {"parent": parent, "depth": depth, "steps": rng.normal(0, 0.12, 5)}
-        segments.append(segment)
+    def grow(depth: int, **link) -> None:
+        """`link` places the segment: parent=None and root=r for a root, else its parent, spread and shrink."""
+        segments.append({**link, "depth": depth, "steps": rng.normal(0, 0.12, 5)})
         index = len(segments) - 1
         if depth:
             for turn in (-1, 1):
-                segments_before = len(segments)
                 spread, shrink = turn * rng.uniform(0.25, 0.6), rng.uniform(0.6, 0.85)
-                grow(index, depth - 1)
-                segments[segments_before].update(spread=spread, shrink=shrink)
+                grow(depth - 1, parent=index, spread=spread, shrink=shrink)
 
     for side, (hx, hy) in zip((-1, 1), template_hila):
         for angle in np.linspace(-0.42, 0.42, 7) * math.pi + rng.normal(0, 0.1, 7):
             roots["heading"].append(angle if side > 0 else math.pi - angle)
             roots["start"].append(np.array([hx, hy]) + rng.normal(0, 0.03, 2))
             roots["length"].append(rng.uniform(0.12, 0.2))
-            grow(None, VESSEL_DEPTH)
-            segments[-2 ** (VESSEL_DEPTH + 1) + 1]["root"] = len(roots["length"]) - 1
+            grow(VESSEL_DEPTH, parent=None, root=len(roots["length"]) - 1)
     return roots, segments
 
 
