@@ -94,12 +94,12 @@ def clear_cache(root: Path | None = None) -> int:
     return len(entries)
 
 
-def _valid_store_entries(root: Path | None = None) -> list[Path]:
-    valid = []
+def _valid_store_entries(root: Path | None = None) -> dict[Path, str]:
+    """{entry folder: sha256 of its tensors, just checked} for every store entry that verifies."""
+    valid = {}
     for folder in list_store_entries(root):
         try:
-            verify_entry(folder)
-            valid.append(folder)
+            valid[folder] = verify_entry(folder)["sha256"]
         except StoreError:
             pass  # the store computes an unusable entry again; a bundle does not carry it
     return valid
@@ -112,10 +112,14 @@ def export_bundle(out, root: Path | None = None) -> str:
         raise BundleError(f"the model cache {Path(root or cache_root())} holds no valid entry to export; "
                           "run the chapters first (make book)")
     files = {f"{e.name}/{f.name}": f for e in entries for f in sorted(e.path.iterdir()) if f.is_file()}
-    files |= {f"{folder.parent.name}/{folder.name}/{name}": folder / name
-              for folder in _valid_store_entries(root) for name in STORE_FILES}
+    checked = {}  # a store entry's tensors were hashed by verify_entry: large files are read once, not twice
+    for folder, tensors_sha256 in _valid_store_entries(root).items():
+        entry = f"{folder.parent.name}/{folder.name}"
+        files |= {f"{entry}/{name}": folder / name for name in STORE_FILES}
+        checked[f"{entry}/{TENSORS}"] = tensors_sha256
     manifest = {"format": BUNDLE_FORMAT, "package_version": __version__,
-                "files": {name: {"size": path.stat().st_size, "sha256": sha256_file(path)} for name, path in files.items()}}
+                "files": {name: {"size": path.stat().st_size, "sha256": checked.get(name) or sha256_file(path)}
+                          for name, path in files.items()}}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
