@@ -121,9 +121,9 @@ def _cmd_cache(args) -> int:
             status = "ok" if e.valid else f"UNUSABLE: {e.problem}"
             print(f"{e.name}  {e.preset:5s}  {e.size / 1e6:8.1f} MB  {json.dumps(e.extra_key, sort_keys=True)[:90]}  {status}")
         print(f"{len(entries)} entries, {sum(e.size for e in entries) / 1e6:.1f} MB in {root}")
-        stored = [f for folder in list_store_entries(root) for f in folder.iterdir() if f.is_file()]
-        print(f"and {len({f.parent for f in stored})} stored results (rendered phantoms, defense scores), "
-              f"{sum(f.stat().st_size for f in stored) / 1e6:.1f} MB")
+        stored = list_store_entries(root)
+        size = sum(f.stat().st_size for folder in stored for f in folder.iterdir() if f.is_file())
+        print(f"and {len(stored)} stored results (rendered phantoms, defense scores), {size / 1e6:.1f} MB")
     elif args.action == "export":
         digest = bundle.export_bundle(args.out, root)
         print(f"wrote {args.out} ({Path(args.out).stat().st_size / 1e6:.1f} MB); publish its sha256 with it:\n{digest}")

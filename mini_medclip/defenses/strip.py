@@ -36,8 +36,8 @@ class STRIP(InputDetector):
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
             raise ValueError(f"invalid alpha {alpha!r}; expected a blend weight in (0, 1)")
         self.n_blends, self.alpha, self.batch_size, self.seed = n_blends, alpha, batch_size, seed
-        self.classifier = None
-        self.references = None
+        self._classifier = None  # set by fit: fitted state, not a setting (defense settings skip _names)
+        self._references = None
 
     def fit(self, classifier, clean_reference_images: torch.Tensor) -> "STRIP":
         """Keep the deployed classifier and a bank of `n_blends` clean images to blend with."""
@@ -48,19 +48,19 @@ class STRIP(InputDetector):
         if len(images) < self.n_blends:
             raise ValueError(f"{len(images)} reference images for n_blends={self.n_blends}; expected at least n_blends")
         pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.seed))[: self.n_blends]
-        self.classifier, self.references = classifier, images[pick].float()
+        self._classifier, self._references = classifier, images[pick].float()
         return self
 
     def score(self, images: torch.Tensor) -> torch.Tensor:
-        if self.references is None:
+        if self._references is None:
             raise RuntimeError("STRIP is not fitted; call fit(classifier, clean_reference_images) first")
-        if images.shape[1:] != self.references.shape[1:]:
-            raise ValueError(f"images have shape {tuple(images.shape)}; expected (N, {', '.join(map(str, self.references.shape[1:]))})")
+        if images.shape[1:] != self._references.shape[1:]:
+            raise ValueError(f"images have shape {tuple(images.shape)}; expected (N, {', '.join(map(str, self._references.shape[1:]))})")
         per_chunk = max(1, self.batch_size // self.n_blends)  # inputs per classifier call
         scores = []
         for chunk in images.float().split(per_chunk):
-            blends = (1 - self.alpha) * chunk[:, None] + self.alpha * self.references[None].to(chunk.device)
-            entropy = prediction_entropy_bits(self.classifier.scores(blends.flatten(0, 1)))
+            blends = (1 - self.alpha) * chunk[:, None] + self.alpha * self._references[None].to(chunk.device)
+            entropy = prediction_entropy_bits(self._classifier.scores(blends.flatten(0, 1)))
             scores.append(-entropy.view(len(chunk), self.n_blends).mean(1).cpu())
         return torch.cat(scores)
 

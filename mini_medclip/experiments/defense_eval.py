@@ -121,6 +121,7 @@ def evaluate_input_detector(detector: InputDetector, preset: str, run: Run, devi
 
     `found` = triggered inputs above the threshold the deployer would set on held-out clean radiographs
     (5% false rejections there); `tpr_at_fpr` is the ROC's operating point on the test images themselves.
+    Scores and threshold come from the store when this victim was scored before; `detector` is then not fitted.
     """
     result, _ = train_run(preset, run, device)
     classifier, references, held_out, clean, triggered = strip_inputs(preset, run, result)
