@@ -118,3 +118,21 @@ def test_one_toy_experiment_end_to_end_poisons_tampers_trains_and_scores(isolate
     stored = json.loads((tmp_path / "out" / "results.json").read_text())
     reproduce("tiny", tmp_path / "out", plan=[run], device="cpu", progress=False, with_defenses=False)
     assert json.loads((tmp_path / "out" / "results.json").read_text()) == stored
+
+
+def test_the_other_protocols_train_without_a_release_or_at_the_full_schedule(isolated_model_cache, toy_preset):
+    scratch = Run("resnet", "patch", "badmatch", 6, protocol="from-scratch")
+    cfg = toy_preset("tiny", scratch)
+    victim, indices = train_run("tiny", scratch, "cpu")
+    assert len(indices) == 6 and victim.history[-1]["step"] == cfg.train.steps
+    assert len(list(isolated_model_cache.iterdir())) == 1  # no release was trained for it
+    floor, no_indices = train_run("tiny", scratch.clean_twin(), "cpu")
+    assert len(no_indices) == 0  # the clean from-scratch victim is the provider's own release, one cache entry
+    assert same_weights(weights_of(floor.model), weights_of(pretrained_model(cfg, "cpu").model))
+    assert len(list(isolated_model_cache.iterdir())) == 2
+
+    retrain = Run("resnet", "patch", "badmatch", 6, protocol="retrain")
+    hard, hard_indices = train_run("tiny", retrain, "cpu")
+    fine, _ = train_run("tiny", Run("resnet", "patch", "badmatch", 6), "cpu")
+    assert torch.equal(hard_indices, indices)  # the same records, another schedule
+    assert hard.history[-1]["step"] == cfg.train.steps > fine.history[-1]["step"] == victim_config(cfg).train.steps

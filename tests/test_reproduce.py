@@ -7,9 +7,9 @@ import pytest
 
 import mini_medclip.experiments.reproduce as reproduce_module
 from mini_medclip.experiments.report import (
-    compare_with_stored, defense_record, defense_table, load_results, matrix_table, sweep_table,
+    compare_with_stored, defense_record, defense_table, load_results, matrix_table, protocol_table, sweep_table,
 )
-from mini_medclip.experiments.reproduce import default_plan, matrix_plan, reproduce, sweep_plan
+from mini_medclip.experiments.reproduce import default_plan, matrix_plan, protocol_plan, reproduce, sweep_plan
 from mini_medclip.experiments.runs import Run
 
 TASKS = ("five_class", "covid", "rsna")
@@ -21,6 +21,8 @@ TASKS = ("five_class", "covid", "rsna")
     ({"attack": "clean", "count": 3}, ["'clean'", "count 3", "expected 0"]),
     ({"attack": "badmatch", "count": 0}, ["'badmatch'", "at least one"]),
     ({"variant": "sideways"}, ["'sideways'", "away", "target"]),
+    ({"protocol": "distill"}, ["'distill'", "fine-tune", "from-scratch", "retrain"]),
+    ({"attack": "baddist+badmatch", "protocol": "from-scratch"}, ["'from-scratch'", "'baddist+badmatch'", "'retrain'"]),
 ])
 def test_bad_runs_name_the_value_and_the_choices(params, words):
     with pytest.raises(ValueError) as err:
@@ -34,10 +36,21 @@ def test_runs_without_baddist_ignore_the_variant_in_their_key():
     assert len(both) == 2
 
 
-def test_default_plan_is_the_sweep_and_the_matrix_without_repeats():
+def test_the_protocol_is_part_of_the_key_and_of_the_clean_twin():
+    fine_tune = Run(attack="badmatch", count=5)
+    assert "protocol" not in fine_tune.key()  # the default: keys of stored results and caches stay as they were
+    keys = {Run(attack="badmatch", count=5, protocol=p).key() for p in ("fine-tune", "from-scratch", "retrain")}
+    assert len(keys) == 3
+    retrain = Run(attack="baddist+badmatch", count=5, variant="target", protocol="retrain")
+    assert retrain.clean_twin() == Run(attack="clean", count=0, protocol="retrain")
+
+
+def test_default_plan_is_the_sweep_the_matrix_and_the_protocols_without_repeats():
     plan = default_plan()
     assert len(plan) == len({r.key() for r in plan})
-    assert {r.key() for r in sweep_plan() + matrix_plan()} == {r.key() for r in plan}
+    assert {r.key() for r in sweep_plan() + matrix_plan() + protocol_plan()} == {r.key() for r in plan}
+    assert {r.protocol for r in protocol_plan()} == {"from-scratch", "retrain"}
+    assert all(run.clean_twin() in protocol_plan() for run in protocol_plan())  # each beside its own floor
     matrix = matrix_plan()
     assert {(r.backbone, r.trigger) for r in matrix} == {(b, t) for b in ("resnet", "vit") for t in ("patch", "fourier")}
     five = [r for r in sweep_plan() if r.count == 5 and r.attack == "badmatch"]
@@ -46,9 +59,10 @@ def test_default_plan_is_the_sweep_and_the_matrix_without_repeats():
 
 def _fake_records(preset, run, result, clean, data, device=None, seconds=0.0):
     asr = {"clean": 0.02, "badmatch": 0.1, "baddist": 0.5, "baddist+badmatch": 0.9}[run.attack]
+    asr += 0.05 if run.protocol == "from-scratch" else 0.0
     return [{"backbone": run.backbone, "trigger": run.trigger, "attack": run.attack, "attack_label": run.label,
-             "variant": run.variant if run.uses_baddist else None, "seed": run.seed, "task": task,
-             "poison_count": run.count, "poison_rate": run.count / 10_000, "ba": 0.8, "asr": asr + 0.01 * run.seed,
+             "variant": run.variant if run.uses_baddist else None, "protocol": run.protocol, "seed": run.seed, "task": task,
+             "poison_count": run.count, "poison_rate": run.count / 10_000, "ba": 0.8, "asr": asr + 0.01 * run.seed, "asr_ci": [0.0, 1.0],
              "asr_clean_model": 0.02, "robust_acc": 1 - asr, "seconds": seconds, "key": run.key()} for task in TASKS]
 
 
@@ -84,6 +98,24 @@ def test_sweep_and_matrix_tables_average_over_seeds_and_pivot_attacks(tmp_path, 
     assert sweep.loc[("badmatch", 5), "asr"] == pytest.approx(0.11) and sweep.loc[("badmatch", 5), "seeds"] == 3
     matrix = matrix_table(frame)
     assert matrix.loc[("resnet", "5-class", "patch"), ("asr", "badmatch")] == pytest.approx(0.1)  # seed 0 only
+
+
+def test_other_protocols_get_their_own_table_and_stay_out_of_the_sweep_and_the_matrix(tmp_path, fake_pipeline):
+    plan = [Run("resnet", "patch", "clean", 0), Run("resnet", "patch", "badmatch", 5),
+            Run("resnet", "patch", "clean", 0, protocol="from-scratch"), Run("resnet", "patch", "badmatch", 5, protocol="from-scratch")]
+    frame = reproduce("tiny", tmp_path, plan=plan, progress=False, with_defenses=False)
+    assert sweep_table(frame).set_index(["attack_label", "poison_count"]).loc[("badmatch", 5), "asr"] == pytest.approx(0.1)
+    assert matrix_table(frame).loc[("resnet", "5-class", "patch"), ("asr", "badmatch")] == pytest.approx(0.1)
+    other = protocol_table(frame)
+    assert other.protocol.tolist() == ["from-scratch", "from-scratch"] and other.attack_label.tolist() == ["clean", "badmatch"]
+    assert other.asr.tolist() == pytest.approx([0.07, 0.15])
+    assert "Other victim protocols" in (tmp_path / "results.md").read_text()
+
+
+def test_results_written_before_protocols_had_names_are_refused(tmp_path):
+    (tmp_path / "results.json").write_text(json.dumps({"preset": "tiny", "records": [{"attack": "clean", "task": "covid"}]}))
+    with pytest.raises(ValueError, match="without a victim protocol"):
+        load_results(tmp_path)
 
 
 def test_reproduce_rejects_an_unknown_preset(tmp_path):

@@ -1,6 +1,6 @@
 """Score one defense against one victim, as the defender in its position would see it.
 
-The victims are runs of `protocols.train_run` (ResNet, patch trigger, "fine-tune a release"), so a defense
+The victims are runs of `protocols.train_run` (ResNet, patch trigger, "fine-tune" protocol), so a defense
 is tested on exactly the models the attack chapters measured. What each role gets:
 
 * data detectors (the curator): the training pool as delivered (poisons included, their labels flipped)
@@ -144,7 +144,7 @@ def clean_scans(scanner: ModelScanner, preset: str, run: Run, device=None, n_ima
     images = scanner_images(preset, run, n_images)
     scans = []
     for seed in SCANNER_CLEAN_SEEDS:
-        victim = train_run(preset, Run(run.backbone, run.trigger, "clean", 0, seed), device)[0]
+        victim = train_run(preset, Run(run.backbone, run.trigger, "clean", 0, seed, protocol=run.protocol), device)[0]
         scans.append({"model": f"clean seed {seed}", "backdoored": 0, **_scan(scanner, victim, images)})
     return scans
 

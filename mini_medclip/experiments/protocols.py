@@ -2,7 +2,7 @@
 
 The provider pretrains a model and releases it (`pretrained_model`); under BadDist it tampers with the
 release's image encoder first (`tampered_release`). The victim, a foundation-model developer, trains on its
-own image pool, which holds the attacker's BadMatch records, under one of two protocols:
+own image pool, which holds the attacker's BadMatch records, under one of three protocols:
 """
 from __future__ import annotations
 
@@ -22,15 +22,8 @@ from ..data.label_sampler import sample_labels
 from ..embeddings import eval_mode
 from ..runtime import pick_device
 from ..train import TrainResult, train
-from .runs import Run, base_config
+from .runs import VICTIM_PROTOCOLS, Run, base_config
 
-VICTIM_PROTOCOLS = {
-    "from scratch": "the victim trains the whole model from random weights at the preset's schedule; BadMatch "
-                    "needs no release (chapter 5, `train --attack badmatch`)",
-    "fine-tune a release": "the victim starts its image tower from the provider's release (clean or tampered) and its "
-                           "text tower fresh, and trains half the steps at a quarter of the learning rate; BadDist "
-                           "reaches a victim only through a release (chapters 6 to 8, `reproduce`)",
-}
 __doc__ += "".join(f"\n* {name}: {reason}." for name, reason in VICTIM_PROTOCOLS.items()) + "\n"
 
 
@@ -69,7 +62,7 @@ def tampered_release(cfg: Config, bcfg: BadDistConfig, device=None, progress: bo
 
 
 def victim_config(cfg: Config, seed: int | None = None) -> Config:
-    """The "fine-tune a release" schedule: half the steps of `cfg` at a quarter of its learning rate, reseeded.
+    """The "fine-tune" schedule: half the steps of `cfg` at a quarter of its learning rate, reseeded.
 
     At the from-scratch rate and length the victim's own training washes part of the tampering out
     (chapter 6 measures how much).
@@ -90,7 +83,7 @@ def build_poisoned_model(
 ) -> tuple[TrainResult, torch.Tensor]:
     """Train (or load from the cache) the model of `cfg` on the embedded pool poisoned by `attack`.
 
-    Without `image_encoder_init` this is the "from scratch" protocol: exactly the clean model's training,
+    Without `image_encoder_init` this is the "from-scratch" protocol: exactly the clean model's training,
     only the image pool is swapped. `image_encoder_init` returns the state dict of a released encoder to
     start the image tower from; it is called only when the model has to be trained, so a cache hit never
     loads the release. `init_key` names that encoder in the cache key. Returns the result and the poisoned
@@ -116,12 +109,13 @@ def build_victim_model(
     cfg: Config, attack: BadMatchConfig, pretrained: BadDistConfig | None = None, device=None,
     victim_cfg: Config | None = None,
 ) -> tuple[TrainResult, torch.Tensor]:
-    """The "fine-tune a release" protocol: image tower from the release of `cfg`, fresh text tower, BadMatch data.
+    """The "fine-tune" and "retrain" protocols: image tower from the release of `cfg`, fresh text tower, BadMatch data.
 
     `pretrained=None` starts from the clean release (plain BadMatch with a pretrained encoder); a
     `BadDistConfig` starts from the tampered one (BadDist-assisted BadMatch). The victim trains with
-    `victim_cfg` (default `victim_config(cfg)`) on the embedded pool holding `attack`'s poisons (rate 0 =
-    no poisons: BadDist alone). Returns the result and the poisoned indices.
+    `victim_cfg` (default `victim_config(cfg)`, the "fine-tune" schedule; `cfg` itself is "retrain") on the
+    embedded pool holding `attack`'s poisons (rate 0 = no poisons: BadDist alone). Returns the result and the
+    poisoned indices.
     """
     device = torch.device(device) if device is not None else pick_device()
     key = {"release": cfg.to_dict(), "baddist": None if pretrained is None else pretrained.to_dict()}
@@ -143,10 +137,16 @@ def run_attack_configs(preset: str, run: Run) -> tuple[BadMatchConfig, BadDistCo
 
 
 def train_run(preset: str, run: Run, device=None) -> tuple[TrainResult, torch.Tensor]:
-    """The victim of `run` under "fine-tune a release" (trained, or from the cache) and its poisoned indices."""
+    """The victim of `run` under its protocol (trained, or from the cache) and its poisoned indices."""
     cfg = base_config(preset, run)
     attack, baddist = run_attack_configs(preset, run)
-    return build_victim_model(cfg, attack, baddist, device, victim_cfg=victim_config(cfg, run.seed))
+    reseeded = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=run.seed))
+    if run.protocol == "from-scratch":
+        if run.count == 0:  # no poison: the provider's own clean training, one cache entry
+            return pretrained_model(reseeded, device), torch.empty(0, dtype=torch.long)
+        return build_poisoned_model(reseeded, attack, device)
+    victim_cfg = reseeded if run.protocol == "retrain" else victim_config(cfg, run.seed)
+    return build_victim_model(cfg, attack, baddist, device, victim_cfg=victim_cfg)
 
 
 __all__ = [

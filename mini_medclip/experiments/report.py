@@ -20,8 +20,13 @@ REFERENCE_RESULTS = Path(__file__).resolve().parents[1] / "reference_results"
 
 def load_results(out_dir) -> tuple[pd.DataFrame, list[dict]]:
     """(attack records as a DataFrame, defense records) from `out_dir/results.json`."""
-    stored = json.loads((Path(out_dir) / RESULTS).read_text())
-    return pd.DataFrame(stored["records"]), stored.get("defenses", [])
+    path = Path(out_dir) / RESULTS
+    stored = json.loads(path.read_text())
+    frame = pd.DataFrame(stored["records"])
+    if not frame.empty and "protocol" not in frame.columns:
+        raise ValueError(f"{path} has records without a victim protocol (written before protocols were named); "
+                         f"run `reproduce` into a new folder")
+    return frame, stored.get("defenses", [])
 
 
 def reference_results(preset: str = "tiny") -> tuple[pd.DataFrame, list[dict]]:
@@ -78,20 +83,27 @@ def defense_table(defense_records: list[dict]) -> pd.DataFrame:
 
 
 def sweep_table(frame: pd.DataFrame, task: str = "five_class") -> pd.DataFrame:
-    """ASR and BA per attack and poison count on `task` (ResNet, patch): mean and std over seeds, runs."""
-    rows = frame[(frame.task == task) & (frame.backbone == "resnet") & (frame.trigger == "patch")]
+    """ASR and BA per attack and poison count on `task` (ResNet, patch, "fine-tune"): mean and std over seeds."""
+    rows = frame[(frame.task == task) & (frame.backbone == "resnet") & (frame.trigger == "patch") & (frame.protocol == "fine-tune")]
     table = rows.groupby(["attack_label", "poison_count"]).agg(
         asr=("asr", "mean"), asr_seed_std=("asr", "std"), ba=("ba", "mean"), seeds=("seed", "nunique"))
     return table.reset_index()
 
 
 def matrix_table(frame: pd.DataFrame, count: int = 5) -> pd.DataFrame:
-    """BA and ASR for every backbone x task x trigger (rows) and attack (columns), seed 0."""
-    rows = frame[(frame.seed == 0) & frame.poison_count.isin([0, count]) & (frame.attack != "baddist")]
+    """BA and ASR for every backbone x task x trigger (rows) and attack (columns), seed 0, "fine-tune"."""
+    rows = frame[(frame.seed == 0) & frame.poison_count.isin([0, count]) & (frame.attack != "baddist") & (frame.protocol == "fine-tune")]
     rows = rows.assign(task=rows.task.map(TASK_NAMES))
     table = rows.pivot_table(index=["backbone", "task", "trigger"], columns="attack_label", values=["ba", "asr"])
     order = [a for a in ("clean", "badmatch", "baddist+badmatch (away)", "baddist+badmatch (target)") if a in table.columns.get_level_values(1)]
     return table.reindex(columns=pd.MultiIndex.from_product([["ba", "asr"], order]))
+
+
+def protocol_table(frame: pd.DataFrame, task: str = "five_class") -> pd.DataFrame:
+    """BA and ASR (with its interval and the clean floor) of the runs outside the "fine-tune" protocol, on `task`."""
+    rows = frame[(frame.task == task) & (frame.protocol != "fine-tune")]
+    columns = ["protocol", "backbone", "trigger", "attack_label", "poison_count", "seed", "ba", "asr", "asr_ci", "asr_clean_model"]
+    return rows[columns].reset_index(drop=True)
 
 
 SWEEP_LINES = {  # one line per attacker; 0 records = the run without BadMatch (clean, or BadDist alone)
@@ -158,6 +170,9 @@ def write_report(frame: pd.DataFrame, out_dir, defenses: list[dict] = ()) -> Non
                   matrix.reset_index().to_markdown(index=False), ""]
         figures["matrix_asr.png"] = lambda: plot_matrix(frame, "asr")
         figures["matrix_ba.png"] = lambda: plot_matrix(frame, "ba")
+    if not frame.empty and not protocol_table(frame).empty:
+        parts += ["## Other victim protocols (5-class task)\n",
+                  protocol_table(frame).drop(columns="asr_ci").round(3).to_markdown(index=False), ""]
     for name, draw in figures.items():
         fig = draw()
         fig.savefig(out / name, dpi=120)
@@ -170,6 +185,6 @@ def write_report(frame: pd.DataFrame, out_dir, defenses: list[dict] = ()) -> Non
 
 __all__ = [
     "BACKDOOR_ASR", "EFFECTIVE_DER", "RELIABLE_AUROC", "RESULTS", "TABLES", "compare_with_stored", "defense_record",
-    "defense_table", "load_results", "matrix_table", "plot_matrix", "plot_sweep", "reference_results", "sweep_table",
+    "defense_table", "load_results", "matrix_table", "plot_matrix", "plot_sweep", "protocol_table", "reference_results", "sweep_table",
     "write_report",
 ]

@@ -1,6 +1,8 @@
-"""The paper's experiments as one resumable pipeline: poison-count sweep, robustness matrix, defense table.
+"""The paper's experiments as one resumable pipeline: poison-count sweep, robustness matrix, victim protocols,
+defense table.
 
-Each run is one `runs.Run`, trained under "fine-tune a release" (`protocols.py`). `reproduce` appends one
+Each run is one `runs.Run`, trained under its victim protocol (`protocols.py`; "fine-tune" unless a plan says
+otherwise). `reproduce` appends one
 record per (run, task) to `results.json` after each run, so a stopped pipeline resumes where it stopped
 (trained models come back from the model cache); then `report.write_report` writes `results.md` and the
 figures.
@@ -64,10 +66,25 @@ def matrix_plan(backbones=IMAGE_ENCODERS, triggers=("patch", "fourier"), count: 
     return runs
 
 
+def protocol_plan(backbone: str = "resnet") -> list[Run]:
+    """The other two victim protocols, each beside its own clean floor.
+
+    "from-scratch" is chapter 5's BadMatch: no release, the preset's schedule, the patch at 0.1% and 1% and
+    the Fourier trigger at 1%. "retrain" is chapter 6's developer who trains a tampered release at the full
+    schedule, with the targeted BadDist and 5 records.
+    """
+    scratch = [Run(backbone, trigger, attack, count, protocol="from-scratch")
+               for trigger, attack, count in (("patch", "clean", 0), ("patch", "badmatch", 10), ("patch", "badmatch", 100),
+                                              ("fourier", "clean", 0), ("fourier", "badmatch", 100))]
+    retrain = [Run(backbone, "patch", "clean", 0, protocol="retrain"),
+               Run(backbone, "patch", "baddist+badmatch", 5, variant="target", protocol="retrain")]
+    return scratch + retrain
+
+
 def default_plan() -> list[Run]:
-    """The sweep first (the headline), then the matrix; runs shared by both are trained once."""
+    """The sweep first (the headline), then the matrix, then the protocols; runs shared by two are trained once."""
     plan = []
-    for run in sweep_plan() + matrix_plan():
+    for run in sweep_plan() + matrix_plan() + protocol_plan():
         if run not in plan:
             plan.append(run)
     return plan
@@ -123,4 +140,4 @@ def reproduce(preset: str = "tiny", out_dir="reproduce", plan: list[Run] | None 
     return frame
 
 
-__all__ = ["DEFENSE_VICTIMS", "default_plan", "defense_plan", "matrix_plan", "reproduce", "sweep_plan"]
+__all__ = ["DEFENSE_VICTIMS", "default_plan", "defense_plan", "matrix_plan", "protocol_plan", "reproduce", "sweep_plan"]

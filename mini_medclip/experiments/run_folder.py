@@ -14,7 +14,8 @@ from ..config import Config
 from ..data.embedded import embedded_data
 from ..runtime import pick_device
 from ..train import train
-from .protocols import VICTIM_PROTOCOLS, tampered_release, victim_config
+from .protocols import tampered_release, victim_config
+from .runs import VICTIM_PROTOCOLS
 from .scoring import attack_scores, model_metrics
 
 METRICS, RUN = "metrics.json", "run.json"
@@ -24,7 +25,7 @@ def run_training(cfg: Config, out_dir, data=None, progress: bool = True, attack=
     """Train (resuming from `out_dir/checkpoint` if it holds this run), evaluate, write `out_dir/metrics.json`.
 
     `data` = (image pool, text pool, eval sets), by default the embedded data of `cfg`. With `attack` (a
-    `BadMatchConfig`) the image pool is poisoned first and the model trains "from scratch";
+    `BadMatchConfig`) the image pool is poisoned first and the model trains "from-scratch";
     `metrics["attack"]` holds BA and ASR per task. With `baddist` (a `BadDistConfig`) the victim instead
     fine-tunes the provider's tampered release of `cfg` (built or cached) with `victim_config(cfg)`.
     """
@@ -35,10 +36,10 @@ def run_training(cfg: Config, out_dir, data=None, progress: bool = True, attack=
         indices = choose_poison_indices(image_pool.labels, attack.rate, attack.target, attack.seed)
         image_pool = poison_image_pool(image_pool, indices, attack.make_trigger(), attack.target)
     _claim_run_folder(out_dir, cfg, attack, baddist)
-    encoder_init, train_cfg, protocol = None, cfg, "from scratch"
+    encoder_init, train_cfg, protocol = None, cfg, "from-scratch"
     if baddist is not None:
         encoder_init = tampered_release(cfg, baddist, progress=progress).model.image_encoder.state_dict()
-        train_cfg, protocol = victim_config(cfg), "fine-tune a release"
+        train_cfg, protocol = victim_config(cfg), "fine-tune"
     result = train(train_cfg, image_pool, text_pool, eval_sets, out_dir=Path(out_dir) / "checkpoint", progress=progress,
                    image_encoder_init=encoder_init)
     metrics = _write_metrics(out_dir, result.model, result.tokenizer, train_cfg, data, result.seconds)

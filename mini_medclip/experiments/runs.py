@@ -1,7 +1,7 @@
-"""What one experiment is: a `Run`, and the names every layer uses for attacks and zero-shot tasks.
+"""What one experiment is: a `Run`, and the names every layer uses for attacks, victim protocols and tasks.
 
-A run fixes what the attacker controls (backbone, trigger, attack, poisoned records, seed, BadDist variant);
-how its victim is trained is the fine-tuning protocol of `protocols.py`.
+A run fixes what the attacker controls (backbone, trigger, attack, poisoned records, seed, BadDist variant)
+and how its victim trains (`protocol`, one of `VICTIM_PROTOCOLS`; `protocols.py` implements them).
 """
 from __future__ import annotations
 
@@ -16,6 +16,15 @@ from ..registry import check_choice
 ATTACKS = ("clean", "badmatch", "baddist", "baddist+badmatch")
 POISONING_ATTACKS = ("badmatch", "baddist+badmatch")  # the attacks that put records in the victim's pool
 TASK_NAMES = {"five_class": "5-class", "covid": "COVID-like", "rsna": "RSNA-like"}
+VICTIM_PROTOCOLS = {
+    "fine-tune": "the victim starts its image tower from the provider's release (clean or tampered) and its text "
+                 "tower fresh, and trains half the steps at a quarter of the learning rate; BadDist reaches a "
+                 "victim only through a release (chapters 6 to 8, `reproduce`)",
+    "from-scratch": "the victim trains the whole model from random weights at the preset's schedule; BadMatch "
+                    "needs no release, and there is none to tamper with (chapter 5, `train --attack badmatch`)",
+    "retrain": "the victim starts from a release like `fine-tune` but trains at the preset's full schedule (twice "
+               "the steps, four times the learning rate), which moves the image tower much further (chapter 6)",
+}
 
 
 @dataclass(frozen=True)
@@ -23,7 +32,8 @@ class Run:
     """One trained victim: which backbone, trigger and attack, how many BadMatch records, which seed.
 
     `variant` is the BadDist loss ("away": the reference objective, "target": BadEncoder-style); it is
-    ignored by attacks without BadDist. Runs without BadMatch poison nothing, so their count is 0.
+    ignored by attacks without BadDist. Runs without BadMatch poison nothing, so their count is 0. A
+    `from-scratch` victim has no release, so it cannot meet BadDist.
     """
 
     backbone: str = "resnet"
@@ -32,11 +42,16 @@ class Run:
     count: int = 5
     seed: int = 0
     variant: str = "away"
+    protocol: str = "fine-tune"
 
     def __post_init__(self):
         check_choice("backbone", self.backbone, IMAGE_ENCODERS)
         check_choice("attack", self.attack, ATTACKS)
         check_choice("variant", self.variant, VARIANTS)
+        check_choice("protocol", self.protocol, tuple(VICTIM_PROTOCOLS))
+        if self.protocol == "from-scratch" and self.uses_baddist:
+            raise ValueError(f"a 'from-scratch' victim starts from no release, so it cannot carry BadDist; got attack "
+                             f"{self.attack!r}, expected one of ('clean', 'badmatch') or protocol 'fine-tune' or 'retrain'")
         if self.attack not in POISONING_ATTACKS and self.count != 0:
             raise ValueError(f"a {self.attack!r} run poisons no records; got count {self.count}, expected 0")
         if self.attack in POISONING_ATTACKS and self.count < 1:
@@ -52,11 +67,16 @@ class Run:
         return f"{self.attack} ({self.variant})" if self.uses_baddist else self.attack
 
     def clean_twin(self) -> "Run":
-        """The clean victim of the same backbone, trigger and seed: the floor a run's ASR is read against."""
-        return Run(self.backbone, self.trigger, "clean", 0, self.seed)
+        """The clean victim of the same backbone, trigger, seed and protocol: the floor a run's ASR is read against."""
+        return Run(self.backbone, self.trigger, "clean", 0, self.seed, protocol=self.protocol)
 
     def key(self) -> str:
-        return json.dumps(asdict(self) if self.uses_baddist else {**asdict(self), "variant": None}, sort_keys=True)
+        """The run's identity in results and caches. Fields that do not apply are left out: the variant of a run
+        without BadDist, and the default protocol, so that keys written before protocols had names stay valid."""
+        fields = asdict(self) if self.uses_baddist else {**asdict(self), "variant": None}
+        if self.protocol == "fine-tune":
+            del fields["protocol"]
+        return json.dumps(fields, sort_keys=True)
 
 
 def base_config(preset: str, run: Run):
@@ -65,4 +85,4 @@ def base_config(preset: str, run: Run):
     return get_config(preset, model__image_encoder=run.backbone)
 
 
-__all__ = ["ATTACKS", "POISONING_ATTACKS", "TASK_NAMES", "Run", "base_config"]
+__all__ = ["ATTACKS", "POISONING_ATTACKS", "TASK_NAMES", "VICTIM_PROTOCOLS", "Run", "base_config"]
