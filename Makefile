@@ -10,7 +10,7 @@ export PYTHONHASHSEED := 0
 # pip here prints a warning for every missing local index folder; hide that noise only.
 PIP_QUIET := 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 
-.PHONY: venv book test unit notebooks colab colab-oldest colab-envs bench clean
+.PHONY: venv book student test unit notebooks colab colab-oldest colab-envs bench clean
 
 # The learner's environment: the wheel alone, Python 3.12, no jupyter-book (tools/colab_check.py).
 COLAB_PYTHON ?= python3.12
@@ -26,6 +26,15 @@ venv: $(STAMP)
 
 book: $(STAMP)
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+
+# The student edition (not yet in `make test`: its -W book build lacks the glue data that myst-nb keeps out of
+# _build/jupyter_execute): the chapters without their solution cells (tagged `solution`), as hand-out notebooks
+# and as a book made from the instructor build's executed notebooks (built first if missing).
+STUDENT := .cache/student
+student: $(STAMP)
+	test -d _build/jupyter_execute/book || $(MAKE) book
+	$(PY) tools/student_edition.py --out $(STUDENT) --executed _build/jupyter_execute
+	$(VENV)/bin/jupyter-book build $(STUDENT) -W -n --keep-going
 
 unit: $(STAMP)
 	$(PY) -m pytest tests -q -p no:cacheprovider

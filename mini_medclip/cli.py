@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+from . import distributed
 from .attacks.baddist import VARIANTS
 from .attacks.triggers import TRIGGERS
 from .config import IMAGE_ENCODERS, LOSSES, PRESETS, get_config
@@ -72,7 +73,15 @@ def _cmd_train(args) -> int:
         from .attacks.baddist import BadDistConfig
 
         baddist = BadDistConfig(trigger=args.trigger, variant=args.baddist_variant)
-    metrics = run_training(cfg, args.out, attack=attack, baddist=baddist)
+    if distributed.launched_by_torchrun():  # `torchrun --nproc_per_node N -m mini_medclip train ...`
+        try:
+            metrics = run_training(cfg, args.out, attack=attack, baddist=baddist, device=distributed.join_from_env())
+        finally:
+            distributed.leave()
+        if not metrics:  # a rank other than 0: rank 0 reports
+            return 0
+    else:
+        metrics = run_training(cfg, args.out, attack=attack, baddist=baddist)
     summary = _summary(metrics)
     if attack is not None:
         summary += "; " + ", ".join(f"{t} ASR {m['asr']:.3f}" for t, m in metrics["attack"].items() if t != "config")

@@ -8,6 +8,9 @@ is a *pseudo*-pair, related only through the labels:
   through their label vectors;
 * InfoNCE (`loss="clip"`) treats the pseudo-pair as the only positive of each row, so a same-finding image
   elsewhere in the batch becomes a negative: the false-negative problem MedCLIP was built to remove.
+
+Under `torchrun` the same loop trains data-parallel: each process encodes its slice of the global batch
+and the loss sees the whole batch (`distributed.py`).
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerFast, get_cosine_schedule_with_warmup
 
+from . import distributed
 from .checkpoint import CheckpointError, load_checkpoint, load_train_state, save_checkpoint, verify_checkpoint
 from .config import Config
 from .data.labels import NUM_LABELS, label_index
@@ -118,6 +122,15 @@ def tokenize_pool(tokenizer, sentences: list[str]) -> tuple[torch.Tensor, torch.
     return enc["input_ids"], enc["attention_mask"]
 
 
+def global_logits(model: MedCLIP, images: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The (global images x global texts) logits of a batch of which `images` and `ids`/`mask` are this
+    process's slice: `model(images, ids, mask)` in one process; under torchrun every rank's embeddings are
+    gathered first, so the loss compares the whole global batch."""
+    image_emb = distributed.gather(model.encode_image(images))
+    text_emb = distributed.gather(model.encode_text(ids, mask))
+    return model.logits(image_emb, text_emb)
+
+
 def train(
     cfg: Config,
     image_pool: ImagePool,
@@ -149,11 +162,18 @@ def train(
     encoder while the tokenizer and text tower start fresh (the BadDist victim). `extra_loss(model, images,
     input_ids, attention_mask)` is added to the matching loss at every step (CleanCLIP's in-modal terms).
     CUDA runs under autocast (bf16, or fp16 with a GradScaler); CPU runs stay fp32 (the ResNet encoder
-    already works in channels_last). No image augmentation: the phantoms already vary in pose, exposure
+    already works in channels_last). Under torchrun every rank calls `train` alike; rank 0 alone validates,
+    shows progress and writes `out_dir`. No image augmentation: the phantoms already vary in pose, exposure
     and noise, and every step draws fresh (image, sentence) combinations.
     """
     tc = cfg.train
     device = torch.device(device) if device is not None else pick_device()
+    _, world_size = distributed.world()
+    distributed.check_batch_divides(tc.batch_size, world_size)
+    if extra_loss is not None and world_size > 1:
+        raise ValueError(f"extra_loss (CleanCLIP's in-modal term) is computed per process and would not equal the "
+                         f"one-process term; run it in one process, not {world_size}")
+    main_process = distributed.is_main_process()
     seed_everything(tc.seed)
     resumed = _resume_point(cfg, out_dir, device)
     if resumed is not None and resumed["meta"]["step"] >= tc.steps:
@@ -169,6 +189,7 @@ def train(
     else:
         model, tokenizer = resumed["model"], resumed["tokenizer"]
         step, history, seconds_before = resumed["meta"]["step"], resumed["meta"]["history"], resumed["meta"]["train_seconds"]
+    distributed.broadcast_parameters(model)
     input_ids, attention_mask = tokenize_pool(tokenizer, text_pool.sentences)
     lengths = attention_mask.sum(1)
     sampler = UnpairedBatchSampler(image_pool.labels, text_pool.labels, tc.batch_size, tc.seed)
@@ -185,11 +206,14 @@ def train(
         _set_rng_state(state["rng"], sampler, device)
         running, n_running = state["running_loss"]
 
-    validate = None if eval_sets is None else _validator(model, tokenizer, eval_sets["five_class"], text_pool)
+    validate = None if eval_sets is None or not main_process else _validator(model, tokenizer, eval_sets["five_class"], text_pool)
     def elapsed() -> float:
         return seconds_before + time.perf_counter() - started
 
     def save(final: bool, seconds: float) -> None:
+        if not main_process:
+            distributed.barrier()  # rank 0 is writing
+            return
         meta = {"step": step, "history": history, "train_seconds": seconds}
         train_state = None if final else {
             "optimizer": optimizer.state_dict(),
@@ -199,18 +223,20 @@ def train(
             "running_loss": (running, n_running),  # the loss average of a log row split by the interruption
         }
         save_checkpoint(out_dir, model, tokenizer, cfg, meta=meta, train_state=train_state)
+        distributed.barrier()
 
     stop = tc.steps if max_steps_this_call is None else min(tc.steps, step + max_steps_this_call)
     model.train()
-    bar = tqdm(total=tc.steps, initial=step, disable=not progress, desc=f"train ({tc.loss})")
+    bar = tqdm(total=tc.steps, initial=step, disable=not (progress and main_process), desc=f"train ({tc.loss})")
     while step < stop:
-        image_idx, text_idx = sampler.sample()
-        images = image_pool.batch(image_idx).to(device, non_blocking=True)
-        width = int(lengths[text_idx].max())
-        ids = input_ids[text_idx, :width].to(device, non_blocking=True)
-        mask = attention_mask[text_idx, :width].to(device, non_blocking=True)
+        image_idx, text_idx = sampler.sample()  # the global batch, the same on every rank
+        local_images, local_texts = distributed.shard(image_idx), distributed.shard(text_idx)
+        images = image_pool.batch(local_images).to(device, non_blocking=True)
+        width = int(lengths[text_idx].max())  # the global batch's: equal shapes keep the ranks' dropout RNG in step
+        ids = input_ids[local_texts, :width].to(device, non_blocking=True)
+        mask = attention_mask[local_texts, :width].to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            logits = model(images, ids, mask).float()
+            logits = global_logits(model, images, ids, mask).float()
         if tc.loss == "semantic":
             loss = semantic_matching_loss(
                 logits, image_pool.labels[image_idx].to(device), text_pool.labels[text_idx].to(device),
@@ -222,6 +248,7 @@ def train(
             loss = loss + extra_loss(model, images, ids, mask)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        distributed.synchronize_gradients([model.image_encoder, model.text_encoder], [model.logit_scale])
         scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
         scaler.step(optimizer)

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from ..attacks.badmatch import choose_poison_indices, poison_image_pool
+from .. import distributed
 from ..checkpoint import checkpoint_meta, load_checkpoint
 from ..config import Config
 from ..data.embedded import embedded_data
@@ -21,27 +22,37 @@ from .scoring import attack_scores, model_metrics
 METRICS, RUN = "metrics.json", "run.json"
 
 
-def run_training(cfg: Config, out_dir, data=None, progress: bool = True, attack=None, baddist=None) -> dict:
+def run_training(cfg: Config, out_dir, data=None, progress: bool = True, attack=None, baddist=None, device=None) -> dict:
     """Train (resuming from `out_dir/checkpoint` if it holds this run), evaluate, write `out_dir/metrics.json`.
 
     `data` = (image pool, text pool, eval sets), by default the embedded data of `cfg`. With `attack` (a
     `BadMatchConfig`) the image pool is poisoned first and the model trains "from-scratch";
     `metrics["attack"]` holds BA and ASR per task. With `baddist` (a `BadDistConfig`) the victim instead
     fine-tunes the provider's tampered release of `cfg` (built or cached) with `victim_config(cfg)`.
+    Under torchrun every rank trains its slice of each batch; rank 0 alone evaluates and writes, and the
+    other ranks return an empty dict.
     """
-    data = data or embedded_data(cfg)
+    main = distributed.is_main_process()
+    with distributed.main_process_first():
+        data = data or embedded_data(cfg)
     image_pool, text_pool, eval_sets = data
     indices = []
     if attack is not None:
         indices = choose_poison_indices(image_pool.labels, attack.rate, attack.target, attack.seed)
         image_pool = poison_image_pool(image_pool, indices, attack.make_trigger(), attack.target)
-    _claim_run_folder(out_dir, cfg, attack, baddist)
+    with distributed.main_process_first():
+        if main:
+            _claim_run_folder(out_dir, cfg, attack, baddist)
     encoder_init, train_cfg, protocol = None, cfg, "from-scratch"
     if baddist is not None:
-        encoder_init = tampered_release(cfg, baddist, progress=progress).model.image_encoder.state_dict()
+        with distributed.main_process_first():
+            release = tampered_release(cfg, baddist, device=device, progress=progress and main)
+        encoder_init = release.model.image_encoder.state_dict()
         train_cfg, protocol = victim_config(cfg), "fine-tune"
-    result = train(train_cfg, image_pool, text_pool, eval_sets, out_dir=Path(out_dir) / "checkpoint", progress=progress,
-                   image_encoder_init=encoder_init)
+    result = train(train_cfg, image_pool, text_pool, eval_sets, device=device, out_dir=Path(out_dir) / "checkpoint",
+                   progress=progress, image_encoder_init=encoder_init)
+    if not main:
+        return {}
     metrics = _write_metrics(out_dir, result.model, result.tokenizer, train_cfg, data, result.seconds)
     if attack is not None:
         config = {**attack.to_dict(), "baddist": None if baddist is None else baddist.to_dict(),
