@@ -15,8 +15,9 @@ classifier would. Instead, as open_clip does:
    whole because the scale acts after the gather.
 
 What is not exact: BatchNorm (the ResNet tower) normalises each rank's slice with the slice's own
-statistics, as data-parallel training does without `SyncBatchNorm` (which needs GPUs); dropout draws
-per rank. The ViT tower has neither in its image path.
+statistics, as data-parallel training does without `SyncBatchNorm` (which needs GPUs); and each rank's
+text dropout masks come from its own (identically seeded) stream, not from the one-process draw. The
+ViT image tower has neither.
 """
 from __future__ import annotations
 
