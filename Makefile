@@ -10,7 +10,7 @@ export PYTHONHASHSEED := 0
 # pip here prints a warning for every missing local index folder; hide that noise only.
 PIP_QUIET := 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 
-.PHONY: venv book student test unit notebooks colab colab-oldest colab-envs bench clean
+.PHONY: venv book browser student test unit notebooks colab colab-oldest colab-envs bench clean
 
 # The learner's environment: the wheel alone, Python 3.12, no jupyter-book (tools/colab_check.py).
 COLAB_PYTHON ?= python3.12
@@ -27,6 +27,16 @@ venv: $(STAMP)
 book: $(STAMP)
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 
+# The built book as a reader's browser shows it (tools/browser_check.py): every page loads with no script
+# error and no network use, figures load with alt text, links land, search finds, math renders offline;
+# screenshots go to _build/browser. playwright (requirements.txt) drives Debian's Chromium, installed here.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+browser: $(STAMP) | $(CHROMIUM)
+	$(PY) tools/browser_check.py _build/html --out _build/browser
+
 # The student edition (not yet in `make test`: its -W book build lacks the glue data that myst-nb keeps out of
 # _build/jupyter_execute): the chapters without their solution cells (tagged `solution`), as hand-out notebooks
 # and as a book made from the instructor build's executed notebooks (built first if missing).
@@ -36,7 +46,7 @@ student: $(STAMP)
 	$(PY) tools/student_edition.py --out $(STUDENT) --executed _build/jupyter_execute
 	$(VENV)/bin/jupyter-book build $(STUDENT) -W -n --keep-going
 
-unit: $(STAMP)
+unit: $(STAMP) | $(CHROMIUM)
 	$(PY) -m pytest tests -q -p no:cacheprovider
 
 # Notebooks run in the repository's venv (quick local iteration; not part of `make test`).
@@ -82,7 +92,7 @@ colab-oldest: $(WHEEL)
 
 test: $(STAMP)
 	$(MAKE) -j2 unit colab-envs
-	$(MAKE) colab book colab-oldest
+	$(MAKE) colab book browser colab-oldest
 
 bench: $(STAMP)
 	$(PY) benchmarks/phantom_speed.py

@@ -24,7 +24,7 @@ import torch
 from . import __version__
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, verify_checkpoint
 from .config import Config
-from .data.embedded import data_fingerprint
+from .data.sources import data_fingerprint
 from .runtime import cache_root, pick_device
 from .train import TrainResult
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from . import distributed
 from .attacks.baddist import VARIANTS
 from .attacks.triggers import TRIGGERS
-from .config import IMAGE_ENCODERS, LOSSES, PRESETS, get_config
+from .config import EMBEDDED, IMAGE_ENCODERS, LOSSES, PRESETS, Config, get_config
+from .data.sources import data_record, load_data, with_data_spec
 from .defenses.base import DEFENSES
 from .experiments.defense_eval import DEFENDED_ATTACKS
 from .experiments.run_folder import METRICS, run_evaluation, run_training
@@ -30,26 +31,32 @@ class _OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def _config(args, **overrides) -> Config:
+    """The preset with the options a verb was given (None = the preset's value), reading `--data` if given."""
+    cfg = get_config(args.preset, **{k: v for k, v in overrides.items() if v is not None})
+    return cfg if getattr(args, "data", None) is None else with_data_spec(cfg, args.data)
+
+
 def _cmd_data(args) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from .data.embedded import build_eval_sets, build_image_pool, build_text_pool, data_card
+    from .data.embedded import data_card
     from .data.labels import CHEXPERT_LABELS
     from .plotting import image_grid, short_label_names
 
-    cfg = get_config(args.preset, data__seed=args.seed) if args.seed is not None else get_config(args.preset)
+    cfg = _config(args, data__seed=args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    image_pool, text_pool = build_image_pool(cfg.data), build_text_pool()
-    eval_sets = build_eval_sets(cfg.data)
-    card = data_card(cfg.data, image_pool, text_pool, eval_sets)
+    image_pool, text_pool, eval_sets = load_data(cfg)
+    card = {**data_card(cfg.data, image_pool, text_pool, eval_sets), "data": data_record(cfg)}
     (out / "data_card.json").write_text(json.dumps(card, indent=2))
     shown = range(min(24, len(image_pool)))
     titles = [short_label_names(image_pool.labels[i], CHEXPERT_LABELS) for i in shown]
-    fig = image_grid(image_pool.batch(list(shown)), titles, ncols=6, suptitle=f"{cfg.preset} phantoms")
-    fig.savefig(out / "phantoms.png", dpi=120)
-    print(f"wrote {out / 'data_card.json'} and {out / 'phantoms.png'}")
+    what = "phantoms" if cfg.data.source == EMBEDDED else "images"
+    fig = image_grid(image_pool.batch(list(shown)), titles, ncols=6, suptitle=f"{cfg.preset} {what}")
+    fig.savefig(out / f"{what}.png", dpi=120)
+    print(f"wrote {out / 'data_card.json'} and {out / f'{what}.png'}")
     return 0
 
 
@@ -60,9 +67,8 @@ def _summary(metrics: dict) -> str:
 
 
 def _cmd_train(args) -> int:
-    overrides = {"model__image_encoder": args.image_encoder, "train__loss": args.loss,
-                 "train__seed": args.seed, "train__steps": args.steps}
-    cfg = get_config(args.preset, **{k: v for k, v in overrides.items() if v is not None})
+    cfg = _config(args, model__image_encoder=args.image_encoder, train__loss=args.loss, train__seed=args.seed,
+                  train__steps=args.steps, train__batch_size=args.batch_size)
     attack = baddist = None
     if args.attack != "clean":
         from .attacks.badmatch import BadMatchConfig
@@ -75,14 +81,15 @@ def _cmd_train(args) -> int:
         baddist = BadDistConfig(trigger=args.trigger, variant=args.baddist_variant)
     if distributed.launched_by_torchrun():  # `torchrun --nproc_per_node N -m mini_medclip train ...`
         try:
-            metrics = run_training(cfg, args.out, attack=attack, baddist=baddist, device=distributed.join_from_env())
+            metrics = run_training(cfg, args.out, attack=attack, baddist=baddist, device=distributed.join_from_env(),
+                                   loader_workers=args.workers)
         finally:
             distributed.leave()
         if not metrics:  # a rank other than 0: rank 0 reports
             return 0
     else:
-        metrics = run_training(cfg, args.out, attack=attack, baddist=baddist)
-    summary = _summary(metrics)
+        metrics = run_training(cfg, args.out, attack=attack, baddist=baddist, loader_workers=args.workers)
+    summary = _summary(metrics) + f" ({metrics['train_images_per_second']:.0f} images/s)"
     if attack is not None:
         summary += "; " + ", ".join(f"{t} ASR {m['asr']:.3f}" for t, m in metrics["attack"].items() if t != "config")
     print(f"{summary}; wrote {Path(args.out) / METRICS}")
@@ -95,7 +102,8 @@ def _cmd_reproduce(args) -> int:
     matplotlib.use("Agg")
     from .experiments.reproduce import reproduce
 
-    frame = reproduce(args.preset, args.out, with_defenses=not args.skip_defenses)
+    cfg = _config(args, train__steps=args.steps, train__batch_size=args.batch_size)
+    frame = reproduce(cfg, args.out, with_defenses=not args.skip_defenses)
     print(f"{frame.key.nunique()} runs; wrote {Path(args.out) / 'results.json'}, results.md and figures")
     return 0
 
@@ -103,7 +111,8 @@ def _cmd_reproduce(args) -> int:
 def _cmd_defend(args) -> int:
     from .experiments.defense_eval import evaluate_defense
 
-    result = evaluate_defense(args.defense, args.preset, args.attack, args.poison_rate, args.baddist_variant)
+    cfg = _config(args, train__steps=args.steps, train__batch_size=args.batch_size)
+    result = evaluate_defense(args.defense, cfg, args.attack, args.poison_rate, args.baddist_variant)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / DEFENSE).write_text(json.dumps(result, indent=2))
@@ -113,7 +122,7 @@ def _cmd_defend(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    metrics = run_evaluation(args.checkpoint, args.out)
+    metrics = run_evaluation(args.checkpoint, args.out, data_spec=args.data)
     print(f"{_summary(metrics)}; wrote {Path(args.out) / METRICS}")
     return 0
 
@@ -209,6 +218,27 @@ def _output(folder: bool):
     return parse
 
 
+def _input_file(text: str) -> Path:
+    """An argparse type for a file to read, checked before any work starts."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a folder; expected a file")
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{text!r}: file not found (relative to {Path.cwd()})")
+    return path
+
+
+def _add_data(parser, what: str = "the embedded phantoms and report sentences") -> None:
+    parser.add_argument("--data", type=_input_file, default=None, metavar="SPEC",
+                        help=f"a data spec JSON naming real data (MedCLIP CSVs, a torchxrayvision data set or a MedMNIST "
+                             f"file; see mini_medclip/data/spec.py); default: {what}")
+
+
+def _add_schedule(parser) -> None:
+    parser.add_argument("--steps", type=_integer(1), default=None, help="optimizer steps (default: the preset's)")
+    parser.add_argument("--batch-size", type=_integer(1), default=None, help="images per step (default: the preset's)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(prog="python -m mini_medclip", description=__doc__.splitlines()[0])
     verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_OneLineParser)
@@ -217,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--preset", choices=tuple(PRESETS), default="tiny")
     data.add_argument("--out", required=True, type=_output(folder=True), help="output folder")
     data.add_argument("--seed", type=_SEED, default=None, help="data seed (default: the preset's)")
+    _add_data(data)
     data.set_defaults(run=_cmd_data)
 
     train = verbs.add_parser("train", help="train a model (resuming if OUT holds one), write OUT/checkpoint and OUT/metrics.json")
@@ -225,7 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--image-encoder", choices=IMAGE_ENCODERS, default=None, help="default: the preset's")
     train.add_argument("--loss", choices=LOSSES, default=None, help="default: the preset's")
     train.add_argument("--seed", type=_SEED, default=None, help="training seed: init and batches (default: the preset's)")
-    train.add_argument("--steps", type=_integer(1), default=None, help="optimizer steps (default: the preset's)")
+    _add_schedule(train)
+    _add_data(train)
+    train.add_argument("--workers", type=_integer(0), default=0,
+                       help="processes that decode training images off the loop (real data on disk; default 0)")
     train.add_argument("--attack", choices=ATTACKS, default="clean",
                        help="badmatch: poison the pool, train from scratch (chapter 5); baddist[+badmatch]: start the "
                             "image tower from a tampered release and fine-tune as the victim, with[out] poisons (chapter 6)")
@@ -239,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--preset", choices=tuple(PRESETS), default="tiny")
     reproduce.add_argument("--out", required=True, type=_output(folder=True), help="output folder for results.json, results.md and the figures")
     reproduce.add_argument("--skip-defenses", action="store_true", help="attacks only: leave out the defense table")
+    _add_schedule(reproduce)
+    _add_data(reproduce)
     reproduce.set_defaults(run=_cmd_reproduce)
 
     defend = verbs.add_parser("defend", help="score one defense against one victim, write OUT/defense.json")
@@ -248,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     defend.add_argument("--poison-rate", type=_rate, default=0.0005, help="share of the image pool poisoned, in [0, 1]")
     defend.add_argument("--baddist-variant", choices=VARIANTS, default="target")
     defend.add_argument("--out", required=True, type=_output(folder=True), help="output folder for defense.json")
+    _add_schedule(defend)
+    _add_data(defend)
     defend.set_defaults(run=_cmd_defend)
 
     cache = verbs.add_parser("cache", help="the model cache: list, clear, export a verified bundle, import one")
@@ -264,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = verbs.add_parser("evaluate", help="recompute metrics.json from a checkpoint")
     evaluate.add_argument("--checkpoint", required=True, help="a run folder written by train, or a checkpoint folder")
     evaluate.add_argument("--out", required=True, type=_output(folder=True), help="output folder for metrics.json")
+    _add_data(evaluate, "the data the checkpoint was trained on")
     evaluate.set_defaults(run=_cmd_evaluate)
     return parser
 

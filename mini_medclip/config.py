@@ -13,15 +13,26 @@ from dataclasses import dataclass, field
 from .registry import check_choice
 
 IMAGE_ENCODERS = ("resnet", "vit")
+EMBEDDED = "embedded"  # DataConfig.source of the course's own data; anything else is a data spec file
 LOSSES = ("semantic", "clip")
 
 
 @dataclass(frozen=True)
 class DataConfig:
     image_size: int = 64
-    n_train_images: int = 10_000
+    n_train_images: int = 10_000  # with a data spec: the size of its image pool
     n_eval_per_class: int = 100  # 5-class set: 5 x this; COVID-like and RSNA-like: 2 x this
     seed: int = 0
+    # "embedded" (the phantoms and IU sentences), or the absolute path of a data spec JSON (`data/spec.py`)
+    source: str = EMBEDDED
+
+    def to_dict(self) -> dict:
+        """The fields as a dict; `source` only when it is not the default, so that every key made before
+        real data came in (model cache, stored results, checkpoints) still names the same entry."""
+        d = dataclasses.asdict(self)
+        if d["source"] == EMBEDDED:
+            del d["source"]
+        return d
 
 
 @dataclass(frozen=True)
@@ -63,7 +74,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "data": self.data.to_dict()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Config":
@@ -111,6 +122,8 @@ def validate(cfg: Config) -> Config:
     check_choice("loss", cfg.train.loss, LOSSES)
     if not 32 <= cfg.data.image_size <= 224:
         raise ValueError(f"invalid image_size {cfg.data.image_size}; expected an integer in [32, 224]")
+    if not isinstance(cfg.data.source, str) or not cfg.data.source:
+        raise ValueError(f"invalid data source {cfg.data.source!r}; expected {EMBEDDED!r} or the path of a data spec JSON")
     for name in ("n_train_images", "n_eval_per_class"):
         if getattr(cfg.data, name) < 1:
             raise ValueError(f"invalid {name} {getattr(cfg.data, name)}; expected a positive integer")

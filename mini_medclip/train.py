@@ -10,7 +10,8 @@ is a *pseudo*-pair, related only through the labels:
   elsewhere in the batch becomes a negative: the false-negative problem MedCLIP was built to remove.
 
 Under `torchrun` the same loop trains data-parallel: each process encodes its slice of the global batch
-and the loss sees the whole batch (`distributed.py`).
+and the loss sees the whole batch (`distributed.py`). With `loader_workers`, worker processes load the
+images of the next batches while the model trains (`data/loader.py`); the result is the same.
 """
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ from . import distributed
 from .checkpoint import CheckpointError, load_checkpoint, load_train_state, save_checkpoint, verify_checkpoint
 from .config import Config
 from .data.labels import NUM_LABELS, label_index
-from .data.pools import EvalSet, ImagePool, TextPool
+from .data.loader import TrainingBatches
+from .data.pools import EvalSet, ImagePool, TextPool, main_eval_set
 from .losses import clip_loss, semantic_matching_loss
 from .models import MedCLIP
 from .runtime import pick_device, seed_everything
@@ -46,6 +48,7 @@ class TrainResult:
     tokenizer: PreTrainedTokenizerFast
     history: list[dict] = field(default_factory=list)  # one row per log step: step, loss, lr, val_acc, seconds
     seconds: float = 0.0  # optimisation wall time: tokenizer, batches, steps, checkpoints; not validation
+    images_per_second: float = 0.0  # images of all ranks' batches per second of `seconds`
     cache_key: dict | None = None  # what the model cache keyed it on (set by `cache.cached_model`)
 
 
@@ -96,8 +99,8 @@ def _amp(device: torch.device) -> tuple[torch.dtype | None, bool]:
     return (torch.bfloat16, False) if torch.cuda.is_bf16_supported() else (torch.float16, True)
 
 
-def _rng_state(sampler: UnpairedBatchSampler, device: torch.device) -> dict:
-    state = {"torch": torch.get_rng_state(), "sampler": sampler.generator.get_state(), "python": random.getstate()}
+def _rng_state(sampler_state: torch.Tensor, device: torch.device) -> dict:
+    state = {"torch": torch.get_rng_state(), "sampler": sampler_state, "python": random.getstate()}
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     return state
@@ -147,6 +150,7 @@ def train(
     init: tuple[MedCLIP, PreTrainedTokenizerFast] | None = None,
     image_encoder_init: dict[str, torch.Tensor] | None = None,
     extra_loss: Callable[[MedCLIP, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    loader_workers: int = 0,
 ) -> TrainResult:
     """Train a MedCLIP model from scratch on unpaired pools; resume from `out_dir` if it holds this run.
 
@@ -165,7 +169,13 @@ def train(
     already works in channels_last). Under torchrun every rank calls `train` alike; rank 0 alone validates,
     shows progress and writes `out_dir`. No image augmentation: the phantoms already vary in pose, exposure
     and noise, and every step draws fresh (image, sentence) combinations.
+
+    `loader_workers` > 0 decodes the images in that many worker processes, ahead of the loop (for pools of
+    image files); 0 loads them in the loop. It is not part of the config: the weights do not depend on it.
     """
+    if isinstance(loader_workers, bool) or not isinstance(loader_workers, int) or loader_workers < 0:
+        raise ValueError(f"invalid loader_workers {loader_workers!r}; expected a non-negative integer, the number "
+                         f"of worker processes that load images (0: load them in the training loop)")
     tc = cfg.train
     device = torch.device(device) if device is not None else pick_device()
     _, world_size = distributed.world()
@@ -178,7 +188,8 @@ def train(
     resumed = _resume_point(cfg, out_dir, device)
     if resumed is not None and resumed["meta"]["step"] >= tc.steps:
         model, tokenizer, meta = resumed["model"], resumed["tokenizer"], resumed["meta"]
-        return TrainResult(model, tokenizer, meta["history"], meta["train_seconds"])
+        return TrainResult(model, tokenizer, meta["history"], meta["train_seconds"],
+                           tc.batch_size * meta["step"] / meta["train_seconds"])
 
     started = time.perf_counter()
     if init is not None and image_encoder_init is not None:
@@ -206,7 +217,10 @@ def train(
         _set_rng_state(state["rng"], sampler, device)
         running, n_running = state["running_loss"]
 
-    validate = None if eval_sets is None or not main_process else _validator(model, tokenizer, eval_sets["five_class"], text_pool)
+    stop = tc.steps if max_steps_this_call is None else min(tc.steps, step + max_steps_this_call)
+    batches = TrainingBatches(image_pool, sampler, stop - step, loader_workers, pin_memory=device.type == "cuda")
+
+    validate = None if eval_sets is None or not main_process else _validator(model, tokenizer, main_eval_set(eval_sets), text_pool)
     def elapsed() -> float:
         return seconds_before + time.perf_counter() - started
 
@@ -219,19 +233,17 @@ def train(
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict(),
-            "rng": _rng_state(sampler, device),
+            "rng": _rng_state(batches.sampler_state(), device),  # the loader may have drawn batches ahead
             "running_loss": (running, n_running),  # the loss average of a log row split by the interruption
         }
         save_checkpoint(out_dir, model, tokenizer, cfg, meta=meta, train_state=train_state)
         distributed.barrier()
 
-    stop = tc.steps if max_steps_this_call is None else min(tc.steps, step + max_steps_this_call)
     model.train()
     bar = tqdm(total=tc.steps, initial=step, disable=not (progress and main_process), desc=f"train ({tc.loss})")
-    while step < stop:
-        image_idx, text_idx = sampler.sample()  # the global batch, the same on every rank
-        local_images, local_texts = distributed.shard(image_idx), distributed.shard(text_idx)
-        images = image_pool.batch(local_images).to(device, non_blocking=True)
+    for image_idx, text_idx, images in batches:  # the global batch's indices (the same on every rank), this rank's images
+        local_texts = distributed.shard(text_idx)
+        images = images.to(device, non_blocking=True)
         width = int(lengths[text_idx].max())  # the global batch's: equal shapes keep the ranks' dropout RNG in step
         ids = input_ids[local_texts, :width].to(device, non_blocking=True)
         mask = attention_mask[local_texts, :width].to(device, non_blocking=True)
@@ -267,7 +279,8 @@ def train(
                 row["val_acc"] = validate()
                 started += time.perf_counter() - paused  # validation time does not count as training
             history.append(row)
-            bar.set_postfix(loss=f"{row['loss']:.3f}", **({} if row["val_acc"] is None else {"val": f"{row['val_acc']:.2f}"}))
+            postfix = {"loss": f"{row['loss']:.3f}", "img/s": f"{tc.batch_size * step / row['seconds']:.0f}"}
+            bar.set_postfix(postfix if row["val_acc"] is None else {**postfix, "val": f"{row['val_acc']:.2f}"})
             running, n_running = 0.0, 0
         if out_dir is not None and step % save_every == 0 and step < stop:
             save(final=False, seconds=elapsed())
@@ -275,7 +288,7 @@ def train(
     seconds = elapsed()
     if out_dir is not None:
         save(final=step == tc.steps, seconds=seconds)
-    return TrainResult(model.eval(), tokenizer, history, seconds)
+    return TrainResult(model.eval(), tokenizer, history, seconds, tc.batch_size * step / seconds)
 
 
 def _starting_model(cfg: Config, text_pool: TextPool, device, init, image_encoder_init) -> tuple[MedCLIP, PreTrainedTokenizerFast]:

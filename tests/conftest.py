@@ -9,8 +9,7 @@ import pytest
 from helpers import tiny_data
 
 # Every module that reads the embedded data; `tiny_embedded_data` replaces it in each of them.
-_READERS = ("mini_medclip.data.embedded", "mini_medclip.experiments.protocols", "mini_medclip.experiments.run_folder",
-            "mini_medclip.experiments.defense_eval", "mini_medclip.experiments.reproduce")
+_READERS = ("mini_medclip.data.embedded", "mini_medclip.data.sources")
 
 
 @pytest.fixture(autouse=True)

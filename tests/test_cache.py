@@ -98,6 +98,6 @@ def test_the_data_fingerprint_follows_the_renderer_and_the_data_config(monkeypat
     assert base != data_fingerprint(tiny_config(data__seed=1).data)
     monkeypatch.setattr(embedded, "render", lambda labels, size, seed: torch.zeros(len(labels), 1, size, size))
     assert data_fingerprint(cfg.data) == base  # remembered for the process ...
-    data_fingerprint.cache_clear()
+    embedded.phantom_fingerprint.cache_clear()
     assert data_fingerprint(cfg.data) != base  # ... and recomputed from the renderer's output
-    data_fingerprint.cache_clear()
+    embedded.phantom_fingerprint.cache_clear()

@@ -76,7 +76,8 @@ def test_train_writes_metrics_that_evaluate_reproduces(tiny_embedded_data, tmp_p
     assert main(argv) == 0
     assert "zero-shot: five_class acc" in capsys.readouterr().out
     metrics = json.loads((run / "metrics.json").read_text())
-    assert set(metrics) == {"zero_shot", "retrieval", "linear_probe", "train_seconds", "config"}
+    assert set(metrics) == {"zero_shot", "retrieval", "linear_probe", "train_seconds", "train_images_per_second", "config", "data"}
+    assert metrics["data"]["source"] == "embedded"
     assert set(metrics["zero_shot"]) == {"five_class", "covid", "rsna"}
     assert {"acc", "acc_std", "macro_f1", "auroc"} <= set(metrics["zero_shot"]["covid"])
     assert metrics["config"]["train"] == {**metrics["config"]["train"], "loss": "clip", "seed": 3, "steps": 2}

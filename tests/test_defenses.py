@@ -351,7 +351,7 @@ def fake_victims(monkeypatch):
 
     model, tokenizer, data = untrained_tiny_model()
     small = (data[0], data[1], {name: data[2][name] for name in data[2]})
-    monkeypatch.setattr(evaluate_module, "embedded_data", lambda cfg: small)
+    monkeypatch.setattr(evaluate_module, "load_data", lambda cfg: small)
     monkeypatch.setattr(evaluate_module, "base_config", lambda preset, run: tiny_config())  # the fake model's size
     monkeypatch.setattr(evaluate_module, "train_run", lambda preset, run, device=None: (
         TrainResult(model, tokenizer), torch.tensor([1, 2, 3, 4, 5][: run.count], dtype=torch.long)))

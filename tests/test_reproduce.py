@@ -71,7 +71,7 @@ def fake_pipeline(monkeypatch):
     trained = []
     monkeypatch.setattr(reproduce_module, "train_run", lambda preset, run, device=None: (trained.append(run) or run, []))
     monkeypatch.setattr(reproduce_module, "evaluate_run", _fake_records)
-    monkeypatch.setattr(reproduce_module, "embedded_data", lambda cfg: (None, None, {}))
+    monkeypatch.setattr(reproduce_module, "load_data", lambda cfg: (None, None, {}))
     return trained
 
 
@@ -135,7 +135,7 @@ def test_defense_rows_flatten_detection_and_mitigation_results():
 
 def test_reproduce_refuses_a_folder_of_another_preset(tmp_path, fake_pipeline):
     reproduce("tiny", tmp_path, plan=[Run("resnet", "patch", "clean", 0)], progress=False, with_defenses=False)
-    with pytest.raises(ValueError, match="preset 'tiny', not 'full'"):
+    with pytest.raises(ValueError, match="preset 'tiny' on data 'embedded', not 'full' on 'embedded'"):
         reproduce("full", tmp_path, plan=[], progress=False, with_defenses=False)
 
 

@@ -82,6 +82,9 @@ def student_config(config: dict) -> dict:
     config = copy.deepcopy(config)
     config["title"] = f"{config['title']} (student edition)"
     config["execute"] = {**config.get("execute", {}), "execute_notebooks": "off"}
+    extensions = config.get("sphinx", {}).get("local_extensions") or {}
+    for name, folder in extensions.items():  # the edition is built elsewhere: point at this repository's tools
+        extensions[name] = str(ROOT / folder)
     return config
 
 

@@ -104,6 +104,10 @@ class SquareImagePool(ImagePool):
     def read(self, index: int) -> torch.Tensor:
         raise NotImplementedError
 
+    def subset(self, rows: torch.Tensor) -> "SquareImagePool":
+        """The same kind of pool holding only `rows` (a data spec's "skip" policy drops unreadable images)."""
+        raise NotImplementedError
+
     def load(self, index: int) -> torch.Tensor:
         return square_resize(self.read(index), self.image_size)
 
@@ -117,6 +121,9 @@ class FileImagePool(SquareImagePool):
 
     def read(self, index: int) -> torch.Tensor:
         return read_image_file(self.paths[index])
+
+    def subset(self, rows: torch.Tensor) -> "FileImagePool":
+        return FileImagePool([self.paths[int(i)] for i in rows], self.labels[rows], self.image_size)
 
 
 class XRVImagePool(SquareImagePool):
@@ -139,6 +146,9 @@ class XRVImagePool(SquareImagePool):
         image = image.reshape(1, *image.shape[-2:])
         return ((image + XRV_PIXEL_RANGE) / (2 * XRV_PIXEL_RANGE)).clamp(0, 1)
 
+    def subset(self, rows: torch.Tensor) -> "XRVImagePool":
+        return XRVImagePool(self.dataset, np.asarray(self.indices)[rows.numpy()], self.labels[rows], self.image_size)
+
 
 class ArrayImagePool(SquareImagePool):
     """Images held as one uint8 tensor (N, 1, H, W) at their stored size, resized on load."""
@@ -149,6 +159,9 @@ class ArrayImagePool(SquareImagePool):
 
     def read(self, index: int) -> torch.Tensor:
         return self.images[index].float() / 255
+
+    def subset(self, rows: torch.Tensor) -> "ArrayImagePool":
+        return ArrayImagePool(self.images[rows], self.labels[rows], self.image_size)
 
 
 # ---------------------------------------------------------------- labels and checks

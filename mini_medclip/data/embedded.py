@@ -6,7 +6,6 @@ images are rendered from those labels. Sizes and seeds come from the preset's `D
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 
@@ -134,7 +133,7 @@ FINGERPRINT_IMAGES = 4
 
 
 @functools.lru_cache(maxsize=8)
-def data_fingerprint(cfg: DataConfig) -> str:
+def phantom_fingerprint(cfg: DataConfig) -> str:
     """A cheap hash of the data code's output: a few phantoms rendered at this size and seed, and the text pool.
 
     It keys the model cache and the rendered-data store, so a change in the renderer or the labeler (or a
@@ -162,7 +161,7 @@ def _load_or_render(cfg: DataConfig) -> tuple[InMemoryImagePool, TextPool, dict[
                         f"{name}/targets": eval_set.targets}
         return tensors, {"class_names": {name: list(s.class_names) for name, s in eval_sets.items()}}
 
-    key = {"data": dataclasses.asdict(cfg), "data_fingerprint": data_fingerprint(cfg), "package_version": __version__}
+    key = {"data": cfg.to_dict(), "data_fingerprint": phantom_fingerprint(cfg), "package_version": __version__}
     tensors, info = stored("data", key, render_all)
     image_pool = InMemoryImagePool(tensors["train/images"], tensors["train/labels"])
     eval_sets = {
@@ -206,4 +205,4 @@ def data_card(cfg: DataConfig, image_pool: InMemoryImagePool, text_pool: TextPoo
     }
 
 
-__all__ = ["build_image_pool", "build_eval_sets", "build_text_pool", "data_card", "data_fingerprint", "embedded_data", "render_pool", "EVAL_TASKS"]
+__all__ = ["build_image_pool", "build_eval_sets", "build_text_pool", "data_card", "embedded_data", "phantom_fingerprint", "render_pool", "EVAL_TASKS"]

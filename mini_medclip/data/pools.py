@@ -102,3 +102,9 @@ class EvalSet:
 
     def __len__(self) -> int:
         return len(self.targets)
+
+
+def main_eval_set(eval_sets: dict[str, EvalSet]) -> EvalSet:
+    """The first evaluation set (the embedded data's 5-class task; a data spec's first): the one the
+    validation curve, retrieval and the linear probe use."""
+    return next(iter(eval_sets.values()))

@@ -23,8 +23,9 @@ from ..attacks.badmatch import check_poison_rate, poison_image_pool
 from ..attacks.metrics import attack_classes, evaluate_attack
 from ..attacks.triggers import make_trigger
 from ..cache import cached_model
-from ..data.embedded import embedded_data
-from ..data.pools import InMemoryImagePool
+from ..config import Config
+from ..data.sources import load_data
+from ..data.pools import InMemoryImagePool, main_eval_set
 from ..defenses.base import DataDetector, InputDetector, Mitigation, ModelScanner, make_defense
 from ..defenses.decree import decision_threshold
 from ..defenses.finetune import FineTune
@@ -50,9 +51,9 @@ def victim_run(attack: str, count: int, seed: int = 0, variant: str = "target", 
     return Run("resnet", trigger, attack, count, seed, variant)
 
 
-def poisoned_pool(preset: str, run: Run, indices: torch.Tensor):
+def poisoned_pool(preset: str | Config, run: Run, indices: torch.Tensor):
     """The training pool exactly as the victim received it (the run's BadMatch records in place)."""
-    image_pool, text_pool, eval_sets = embedded_data(base_config(preset, run))
+    image_pool, text_pool, eval_sets = load_data(base_config(preset, run))
     return poison_image_pool(image_pool, indices, make_trigger(run.trigger)), text_pool, eval_sets
 
 
@@ -87,7 +88,7 @@ def _stored_result(defense, victim: TrainResult, what: dict, compute):
     return stored("results", {"victim": victim.cache_key, **settings, **what}, compute)
 
 
-def evaluate_data_detector(detector: DataDetector, preset: str, run: Run, device=None) -> tuple[dict, torch.Tensor, torch.Tensor]:
+def evaluate_data_detector(detector: DataDetector, preset: str | Config, run: Run, device=None) -> tuple[dict, torch.Tensor, torch.Tensor]:
     """(detection dict, scores, is_poisoned) over every training image; `found` = poisons in the top-k, k = #poisons."""
     result, indices = train_run(preset, run, device)
     pool, _, _ = poisoned_pool(preset, run, indices)
@@ -99,12 +100,12 @@ def evaluate_data_detector(detector: DataDetector, preset: str, run: Run, device
     return _detection(scores, is_poisoned, found), scores, is_poisoned
 
 
-def strip_inputs(preset: str, run: Run, result, n_reference: int = 200):
+def strip_inputs(preset: str | Config, run: Run, result, n_reference: int = 200):
     """(deployed classifier with "No Finding" among its classes, clean blend references, clean held-out
     inputs to calibrate on, clean and triggered test images). References and held-out inputs are the last
     training images, far from the poisons' draw order and disjoint from each other and from the test set."""
-    image_pool, text_pool, eval_sets = embedded_data(base_config(preset, run))
-    five = eval_sets["five_class"]
+    image_pool, text_pool, eval_sets = load_data(base_config(preset, run))
+    five = main_eval_set(eval_sets)
     classes, target_index = attack_classes(five, "No Finding")
     classifier = ZeroShotClassifier(result.model, result.tokenizer, prompts_for_classes(classes, text_pool))
     clean = five.images.batch(range(len(five)))
@@ -116,7 +117,7 @@ def strip_inputs(preset: str, run: Run, result, n_reference: int = 200):
     return classifier, references, held_out, clean, triggered
 
 
-def evaluate_input_detector(detector: InputDetector, preset: str, run: Run, device=None) -> tuple[dict, torch.Tensor, torch.Tensor]:
+def evaluate_input_detector(detector: InputDetector, preset: str | Config, run: Run, device=None) -> tuple[dict, torch.Tensor, torch.Tensor]:
     """Clean test images (0) vs triggered non-target ones (1).
 
     `found` = triggered inputs above the threshold the deployer would set on held-out clean radiographs
@@ -139,7 +140,7 @@ def evaluate_input_detector(detector: InputDetector, preset: str, run: Run, devi
     return _detection(scores, is_triggered, found), scores, is_triggered
 
 
-def clean_scans(scanner: ModelScanner, preset: str, run: Run, device=None, n_images: int = 256) -> list[dict]:
+def clean_scans(scanner: ModelScanner, preset: str | Config, run: Run, device=None, n_images: int = 256) -> list[dict]:
     """Scans of the clean victims of `SCANNER_CLEAN_SEEDS` (same backbone and protocol as `run`)."""
     images = scanner_images(preset, run, n_images)
     scans = []
@@ -149,13 +150,13 @@ def clean_scans(scanner: ModelScanner, preset: str, run: Run, device=None, n_ima
     return scans
 
 
-def scanner_images(preset: str, run: Run, n_images: int = 256) -> torch.Tensor:
+def scanner_images(preset: str | Config, run: Run, n_images: int = 256) -> torch.Tensor:
     """The few clean images a consumer scans with: the first `n_images` of the 5-class test set."""
-    five = embedded_data(base_config(preset, run))[2]["five_class"]
+    five = main_eval_set(load_data(base_config(preset, run))[2])
     return five.images.batch(range(min(n_images, len(five))))
 
 
-def evaluate_scanner(scanner: ModelScanner, preset: str, run: Run, device=None, clean: list[dict] | None = None) -> tuple[dict, list[dict]]:
+def evaluate_scanner(scanner: ModelScanner, preset: str | Config, run: Run, device=None, clean: list[dict] | None = None) -> tuple[dict, list[dict]]:
     """Scan the suspect victim; the clean victims' scans (`clean`, or made here) set the threshold.
 
     Returns (detection dict, all scans); the AUROC is over clean (0) and suspect (1) encoders, `found` is 1
@@ -185,7 +186,7 @@ def _scan(scanner: ModelScanner, victim: TrainResult, images: torch.Tensor) -> d
     return {**info, "mask": tensors["mask"]}
 
 
-def evaluate_mitigation(mitigation: Mitigation, preset: str, run: Run, device=None) -> dict:
+def evaluate_mitigation(mitigation: Mitigation, preset: str | Config, run: Run, device=None) -> dict:
     """BA and ASR (5-class task) before and after the repair, and the DER.
 
     A fine-tuning mitigation gets the victim's training config (its loss, temperature and schedule). A
@@ -212,13 +213,13 @@ def evaluate_mitigation(mitigation: Mitigation, preset: str, run: Run, device=No
         key = {"victim": run.key(), "clean_set_size": CLEAN_SET_SIZE, "mitigation": settings}
         repaired = cached_model(base_config(preset, run), device=device, extra_key=key, build=repair)
     trigger = make_trigger(run.trigger)
-    before = evaluate_attack(result.model, result.tokenizer, eval_sets["five_class"], text_pool, trigger)
-    after = evaluate_attack(repaired.model, repaired.tokenizer, eval_sets["five_class"], text_pool, trigger)
+    before = evaluate_attack(result.model, result.tokenizer, main_eval_set(eval_sets), text_pool, trigger)
+    after = evaluate_attack(repaired.model, repaired.tokenizer, main_eval_set(eval_sets), text_pool, trigger)
     return {"ba_before": before["ba"], "asr_before": before["asr"], "ba_after": after["ba"], "asr_after": after["asr"],
             "der": defense_effectiveness_rate(before["ba"], before["asr"], after["ba"], after["asr"])}
 
 
-def evaluate_defense(name: str, preset: str = "tiny", attack: str = "badmatch", rate: float = 0.0005,
+def evaluate_defense(name: str, preset: str | Config = "tiny", attack: str = "badmatch", rate: float = 0.0005,
                      variant: str = "target", device=None, **params) -> dict:
     """`defense.json`'s content for defense `name` against the victim of (`attack`, `rate`)."""
     check_poison_rate(rate)

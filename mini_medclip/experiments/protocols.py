@@ -16,8 +16,8 @@ import torch
 from ..attacks.baddist import BadDistConfig, target_text_embedding, tamper_image_encoder
 from ..attacks.badmatch import BadMatchConfig, choose_poison_indices, poison_image_pool
 from ..cache import cached_model
-from ..config import Config
-from ..data.embedded import embedded_data
+from ..config import EMBEDDED, Config
+from ..data.sources import load_data
 from ..data.label_sampler import sample_labels
 from ..embeddings import eval_mode
 from ..runtime import pick_device
@@ -27,27 +27,28 @@ from .runs import VICTIM_PROTOCOLS, Run, base_config
 __doc__ += "".join(f"\n* {name}: {reason}." for name, reason in VICTIM_PROTOCOLS.items()) + "\n"
 
 
-def train_on_embedded_data(cfg: Config, device) -> TrainResult:
-    image_pool, text_pool, eval_sets = embedded_data(cfg)
+def train_on_config_data(cfg: Config, device) -> TrainResult:
+    """Train `cfg` from scratch on its data (`cfg.data.source`: the embedded phantoms or a data spec)."""
+    image_pool, text_pool, eval_sets = load_data(cfg)
     return train(cfg, image_pool, text_pool, eval_sets, device=device)
 
 
 def pretrained_model(cfg: Config, device=None) -> TrainResult:
-    """A model of `cfg` trained from scratch on the embedded data (the provider's honest release), cached."""
-    return cached_model(cfg, device=device, build=train_on_embedded_data)
+    """A model of `cfg` trained from scratch on its data (the provider's honest release), cached."""
+    return cached_model(cfg, device=device, build=train_on_config_data)
 
 
 def tampered_release(cfg: Config, bcfg: BadDistConfig, device=None, progress: bool = True) -> TrainResult:
     """The provider's tampered release: the clean release with its image encoder replaced by BadDist's f'.
 
-    The shadow images are the first `bcfg.shadow_images` of the embedded training pool. Cached next to the
+    The shadow images are the first `bcfg.shadow_images` of the training pool. Cached next to the
     clean release, keyed by `bcfg`; `seconds` is the tampering time only.
     """
     device = torch.device(device) if device is not None else pick_device()
 
     def build(cfg: Config, device: torch.device) -> TrainResult:
         clean = pretrained_model(cfg, device)
-        image_pool, text_pool, _ = embedded_data(cfg)
+        image_pool, text_pool, _ = load_data(cfg)
         shadow = image_pool.batch(range(min(bcfg.shadow_images, len(image_pool))))
         target = None
         if bcfg.variant == "target":
@@ -73,7 +74,9 @@ def victim_config(cfg: Config, seed: int | None = None) -> Config:
 
 
 def _training_labels(cfg: Config) -> torch.Tensor:
-    """The embedded training pool's labels without rendering it (the pool draws them with this call)."""
+    """The training pool's labels; the embedded pool's without rendering it (it draws them with this call)."""
+    if cfg.data.source != EMBEDDED:
+        return load_data(cfg)[0].labels  # a spec's pools read their images lazily: the labels are cheap
     return sample_labels(cfg.data.n_train_images, seed=cfg.data.seed)
 
 
@@ -81,7 +84,7 @@ def build_poisoned_model(
     cfg: Config, attack: BadMatchConfig, device=None, *,
     image_encoder_init: Callable[[], dict[str, torch.Tensor]] | None = None, init_key: dict | None = None,
 ) -> tuple[TrainResult, torch.Tensor]:
-    """Train (or load from the cache) the model of `cfg` on the embedded pool poisoned by `attack`.
+    """Train (or load from the cache) the model of `cfg` on its training pool poisoned by `attack`.
 
     Without `image_encoder_init` this is the "from-scratch" protocol: exactly the clean model's training,
     only the image pool is swapped. `image_encoder_init` returns the state dict of a released encoder to
@@ -94,9 +97,9 @@ def build_poisoned_model(
     indices = choose_poison_indices(_training_labels(cfg), attack.rate, attack.target, attack.seed)
 
     def build(cfg: Config, device: torch.device) -> TrainResult:
-        image_pool, text_pool, eval_sets = embedded_data(cfg)
+        image_pool, text_pool, eval_sets = load_data(cfg)
         if not torch.equal(image_pool.labels, _training_labels(cfg)):
-            raise RuntimeError("the embedded pool's labels no longer come from sample_labels; update _training_labels")
+            raise RuntimeError("the pool's labels differ from _training_labels(cfg); update _training_labels")
         poisoned = poison_image_pool(image_pool, indices, attack.make_trigger(), attack.target)
         encoder_state = image_encoder_init() if image_encoder_init else None
         return train(cfg, poisoned, text_pool, eval_sets, device=device, image_encoder_init=encoder_state)
@@ -114,7 +117,7 @@ def build_victim_model(
     `pretrained=None` starts from the clean release (plain BadMatch with a pretrained encoder); a
     `BadDistConfig` starts from the tampered one (BadDist-assisted BadMatch). The victim trains with
     `victim_cfg` (default `victim_config(cfg)`, the "fine-tune" schedule; `cfg` itself is "retrain") on the
-    embedded pool holding `attack`'s poisons (rate 0 = no poisons: BadDist alone). Returns the result and the
+    training pool holding `attack`'s poisons (rate 0 = no poisons: BadDist alone). Returns the result and the
     poisoned indices.
     """
     device = torch.device(device) if device is not None else pick_device()
@@ -128,7 +131,7 @@ def build_victim_model(
     return build_poisoned_model(victim_cfg or victim_config(cfg), attack, device, image_encoder_init=release_encoder, init_key=key)
 
 
-def run_attack_configs(preset: str, run: Run) -> tuple[BadMatchConfig, BadDistConfig | None]:
+def run_attack_configs(preset: str | Config, run: Run) -> tuple[BadMatchConfig, BadDistConfig | None]:
     """The attack settings a run stands for: its BadMatch records (rate = count / pool) and its BadDist tampering."""
     cfg = base_config(preset, run)
     trigger = run.trigger if run.count else "patch"  # nothing is triggered: one cache entry per clean run
@@ -136,7 +139,7 @@ def run_attack_configs(preset: str, run: Run) -> tuple[BadMatchConfig, BadDistCo
     return attack, BadDistConfig(trigger=run.trigger, variant=run.variant) if run.uses_baddist else None
 
 
-def train_run(preset: str, run: Run, device=None) -> tuple[TrainResult, torch.Tensor]:
+def train_run(preset: str | Config, run: Run, device=None) -> tuple[TrainResult, torch.Tensor]:
     """The victim of `run` under its protocol (trained, or from the cache) and its poisoned indices."""
     cfg = base_config(preset, run)
     attack, baddist = run_attack_configs(preset, run)
@@ -151,5 +154,5 @@ def train_run(preset: str, run: Run, device=None) -> tuple[TrainResult, torch.Te
 
 __all__ = [
     "VICTIM_PROTOCOLS", "build_poisoned_model", "build_victim_model", "pretrained_model", "run_attack_configs",
-    "tampered_release", "train_on_embedded_data", "train_run", "victim_config",
+    "tampered_release", "train_on_config_data", "train_run", "victim_config",
 ]

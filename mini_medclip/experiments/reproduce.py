@@ -19,10 +19,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ..attacks.baddist import VARIANTS
-from ..config import IMAGE_ENCODERS, PRESETS
-from ..data.embedded import embedded_data
+from ..config import EMBEDDED, IMAGE_ENCODERS, Config
+from ..data.sources import load_data
 from ..defenses.base import DEFENSES
-from ..registry import check_choice
 from ..runtime import pick_device
 from .defense_eval import evaluate_defense
 from .protocols import train_run
@@ -104,37 +103,39 @@ def defense_plan() -> list[tuple[str, str, float]]:
     return [(name, attack, rate) for attack, rate in DEFENSE_VICTIMS for name in DEFENSES]
 
 
-def reproduce(preset: str = "tiny", out_dir="reproduce", plan: list[Run] | None = None, device=None,
+def reproduce(preset: str | Config = "tiny", out_dir="reproduce", plan: list[Run] | None = None, device=None,
               progress: bool = True, with_defenses: bool = True) -> pd.DataFrame:
     """Run every run of `plan` (default: `default_plan()`) not yet in `out_dir/results.json`, then (unless
     `with_defenses` is False) every defense of `defense_plan()` not yet scored; then write the tables and
-    figures. Returns the attack records as a DataFrame."""
-    check_choice("preset", preset, tuple(PRESETS))
+    figures. Returns the attack records as a DataFrame. `preset` is a name or a config (`runs.base_config`)."""
     device = torch.device(device) if device is not None else pick_device()
+    base = base_config(preset, Run())
+    header = {"preset": base.preset, "data": base.data.source}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stored = json.loads((out / RESULTS).read_text()) if (out / RESULTS).exists() else {}
-    if stored.get("preset", preset) != preset:
-        raise ValueError(f"{out / RESULTS} holds results of preset {stored['preset']!r}, not {preset!r}; "
-                         f"use another output folder for preset {preset!r}")
+    held = {"preset": stored.get("preset", base.preset), "data": stored.get("data", EMBEDDED)}
+    if held != header:
+        raise ValueError(f"{out / RESULTS} holds results of preset {held['preset']!r} on data {held['data']!r}, not "
+                         f"{base.preset!r} on {base.data.source!r}; use another output folder for this one")
     records, defenses = stored.get("records", []), stored.get("defenses", [])
     done = {r["key"] for r in records}
     plan = default_plan() if plan is None else plan
     todo = [run for run in plan if run.key() not in done]
-    for run in tqdm(todo, disable=not progress, desc=f"reproduce ({preset})"):
+    for run in tqdm(todo, disable=not progress, desc=f"reproduce ({base.preset})"):
         started = time.perf_counter()
         result, _ = train_run(preset, run, device)
         clean, _ = train_run(preset, run.clean_twin(), device)
-        data = embedded_data(base_config(preset, run))  # memoised: built once per data config
+        data = load_data(base_config(preset, run))  # memoised: built once per data config
         records += evaluate_run(preset, run, result, clean, data, device, seconds=time.perf_counter() - started)
-        _write_json_atomic(out / RESULTS, {"preset": preset, "records": records, "defenses": defenses})
+        _write_json_atomic(out / RESULTS, {**header, "records": records, "defenses": defenses})
     scored = {(d["defense"], d["attack"], d["poison_rate"]) for d in defenses}
     todo = [item for item in defense_plan() if item not in scored] if with_defenses else []
     for name, attack, rate in tqdm(todo, disable=not progress, desc="defenses"):
         started = time.perf_counter()
         result = evaluate_defense(name, preset, attack, rate, device=device)
         defenses.append({**defense_record(result), "seconds": time.perf_counter() - started})
-        _write_json_atomic(out / RESULTS, {"preset": preset, "records": records, "defenses": defenses})
+        _write_json_atomic(out / RESULTS, {**header, "records": records, "defenses": defenses})
     frame = pd.DataFrame(records)
     write_report(frame, out, defenses)
     return frame

@@ -12,7 +12,7 @@ from ..attacks.badmatch import choose_poison_indices, poison_image_pool
 from .. import distributed
 from ..checkpoint import checkpoint_meta, load_checkpoint
 from ..config import Config
-from ..data.embedded import embedded_data
+from ..data.sources import data_record, load_data, with_data_spec
 from ..runtime import pick_device
 from ..train import train
 from .protocols import tampered_release, victim_config
@@ -22,10 +22,13 @@ from .scoring import attack_scores, model_metrics
 METRICS, RUN = "metrics.json", "run.json"
 
 
-def run_training(cfg: Config, out_dir, data=None, progress: bool = True, attack=None, baddist=None, device=None) -> dict:
+def run_training(cfg: Config, out_dir, data=None, progress: bool = True, attack=None, baddist=None, device=None,
+                 loader_workers: int = 0) -> dict:
     """Train (resuming from `out_dir/checkpoint` if it holds this run), evaluate, write `out_dir/metrics.json`.
 
-    `data` = (image pool, text pool, eval sets), by default the embedded data of `cfg`. With `attack` (a
+    `data` = (image pool, text pool, eval sets), by default the data of `cfg` (`cfg.data.source`: the
+    embedded phantoms or a data spec); `metrics["data"]` records which. `loader_workers` processes decode
+    the training images off the loop (real data on disk; the phantoms are already in memory). With `attack` (a
     `BadMatchConfig`) the image pool is poisoned first and the model trains "from-scratch";
     `metrics["attack"]` holds BA and ASR per task. With `baddist` (a `BadDistConfig`) the victim instead
     fine-tunes the provider's tampered release of `cfg` (built or cached) with `victim_config(cfg)`.
@@ -33,8 +36,10 @@ def run_training(cfg: Config, out_dir, data=None, progress: bool = True, attack=
     other ranks return an empty dict.
     """
     main = distributed.is_main_process()
+    record = {"source": "given in memory by the caller"} if data is not None else None
     with distributed.main_process_first():
-        data = data or embedded_data(cfg)
+        data = data or load_data(cfg)
+        record = record or data_record(cfg)
     image_pool, text_pool, eval_sets = data
     indices = []
     if attack is not None:
@@ -50,10 +55,10 @@ def run_training(cfg: Config, out_dir, data=None, progress: bool = True, attack=
         encoder_init = release.model.image_encoder.state_dict()
         train_cfg, protocol = victim_config(cfg), "fine-tune"
     result = train(train_cfg, image_pool, text_pool, eval_sets, device=device, out_dir=Path(out_dir) / "checkpoint",
-                   progress=progress, image_encoder_init=encoder_init)
+                   progress=progress, image_encoder_init=encoder_init, loader_workers=loader_workers)
     if not main:
         return {}
-    metrics = _write_metrics(out_dir, result.model, result.tokenizer, train_cfg, data, result.seconds)
+    metrics = _write_metrics(out_dir, result.model, result.tokenizer, train_cfg, data, record, result.seconds)
     if attack is not None:
         config = {**attack.to_dict(), "baddist": None if baddist is None else baddist.to_dict(),
                   "protocol": f"{protocol}: {VICTIM_PROTOCOLS[protocol]}"}
@@ -65,8 +70,10 @@ def run_training(cfg: Config, out_dir, data=None, progress: bool = True, attack=
     return metrics
 
 
-def _write_metrics(out_dir, model, tokenizer, cfg: Config, data, train_seconds: float) -> dict:
-    metrics = {**model_metrics(model, tokenizer, data), "train_seconds": train_seconds, "config": cfg.to_dict()}
+def _write_metrics(out_dir, model, tokenizer, cfg: Config, data, record: dict, train_seconds: float) -> dict:
+    images_per_second = cfg.train.batch_size * cfg.train.steps / train_seconds  # as `TrainResult` counts them
+    metrics = {**model_metrics(model, tokenizer, data), "train_seconds": train_seconds,
+               "train_images_per_second": images_per_second, "config": cfg.to_dict(), "data": record}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / METRICS).write_text(json.dumps(metrics, indent=2))
@@ -104,12 +111,15 @@ def checkpoint_folder(path) -> Path:
     return path / "checkpoint" if (path / "checkpoint").is_dir() else path
 
 
-def run_evaluation(checkpoint, out_dir, data=None) -> dict:
-    """Recompute `metrics.json` from a checkpoint alone (the numbers `train` wrote, for the same data)."""
+def run_evaluation(checkpoint, out_dir, data_spec=None) -> dict:
+    """Recompute `metrics.json` from a checkpoint alone: on the data it was trained on (the numbers `train`
+    wrote), or on the data of another spec (a model trained on phantoms, scored on real radiographs)."""
     folder = checkpoint_folder(checkpoint)
     model, tokenizer, cfg = load_checkpoint(folder, pick_device())
-    data = data or embedded_data(cfg)
-    return _write_metrics(out_dir, model, tokenizer, cfg, data, checkpoint_meta(folder)["train_seconds"])
+    if data_spec is not None:
+        cfg = with_data_spec(cfg, data_spec)
+    return _write_metrics(out_dir, model, tokenizer, cfg, load_data(cfg), data_record(cfg),
+                          checkpoint_meta(folder)["train_seconds"])
 
 
 __all__ = ["METRICS", "checkpoint_folder", "run_evaluation", "run_training"]

@@ -5,11 +5,12 @@ and how its victim trains (`protocol`, one of `VICTIM_PROTOCOLS`; `protocols.py`
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass
 
 from ..attacks.baddist import VARIANTS
-from ..config import IMAGE_ENCODERS, PRESETS, get_config
+from ..config import IMAGE_ENCODERS, PRESETS, Config, get_config, validate
 from ..registry import check_choice
 
 # "clean" is the run without an attack, everywhere: runs, the CLI, the defense table.
@@ -79,8 +80,13 @@ class Run:
         return json.dumps(fields, sort_keys=True)
 
 
-def base_config(preset: str, run: Run):
-    """The provider's configuration for a run: the preset with the run's backbone."""
+def base_config(preset: str | Config, run: Run) -> Config:
+    """The provider's configuration for a run: the preset with the run's backbone.
+
+    `preset` is a preset's name, or a config of one (overridden steps, or reading real data through a data
+    spec: `data.sources.with_data_spec`); every experiment function passes it on as it came."""
+    if isinstance(preset, Config):
+        return validate(dataclasses.replace(preset, model=dataclasses.replace(preset.model, image_encoder=run.backbone)))
     check_choice("preset", preset, tuple(PRESETS))
     return get_config(preset, model__image_encoder=run.backbone)
 

@@ -11,6 +11,8 @@ from dataclasses import asdict
 from ..attacks.baddist import BadDistConfig, embedding_drift
 from ..attacks.metrics import evaluate_attack
 from ..attacks.triggers import Trigger, make_trigger
+from ..config import Config
+from ..data.pools import main_eval_set
 from ..evaluation import linear_probe, retrieval_recall
 from ..zeroshot import evaluate_all
 from .protocols import pretrained_model, tampered_release
@@ -22,8 +24,8 @@ def model_metrics(model, tokenizer, data) -> dict:
     image_pool, text_pool, eval_sets = data
     return {
         "zero_shot": evaluate_all(model, tokenizer, eval_sets, text_pool),
-        "retrieval": retrieval_recall(model, tokenizer, eval_sets["five_class"], text_pool),
-        "linear_probe": linear_probe(model, image_pool, eval_sets["five_class"]),
+        "retrieval": retrieval_recall(model, tokenizer, main_eval_set(eval_sets), text_pool),
+        "linear_probe": linear_probe(model, image_pool, main_eval_set(eval_sets)),
     }
 
 
@@ -34,7 +36,7 @@ def attack_scores(model, tokenizer, data, trigger: Trigger, target: str = "No Fi
             for task, eval_set in eval_sets.items()}
 
 
-def evaluate_run(preset: str, run: Run, result, clean_result, data, device=None, seconds: float = 0.0) -> list[dict]:
+def evaluate_run(preset: str | Config, run: Run, result, clean_result, data, device=None, seconds: float = 0.0) -> list[dict]:
     """One record per zero-shot task: BA, ASR, robust accuracy, the clean victim's ASR, BadDist's drift."""
     _, _, eval_sets = data
     trigger = make_trigger(run.trigger)
@@ -42,7 +44,7 @@ def evaluate_run(preset: str, run: Run, result, clean_result, data, device=None,
     drift = None
     if run.uses_baddist:
         tampered = tampered_release(cfg, BadDistConfig(trigger=run.trigger, variant=run.variant), device)
-        five = eval_sets["five_class"]
+        five = main_eval_set(eval_sets)
         drift = embedding_drift(pretrained_model(cfg, device).model, tampered.model, five.images.batch(range(len(five))))
     scores = attack_scores(result.model, result.tokenizer, data, trigger)
     floors = attack_scores(clean_result.model, clean_result.tokenizer, data, trigger, n_runs=1)
