@@ -10,7 +10,7 @@ export PYTHONHASHSEED := 0
 # pip here prints a warning for every missing local index folder; hide that noise only.
 PIP_QUIET := 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 
-.PHONY: venv book browser student test unit notebooks colab colab-oldest colab-envs bench clean
+.PHONY: venv book slides browser student test unit notebooks colab colab-oldest colab-envs bench clean
 
 # The learner's environment: the wheel alone, Python 3.12, no jupyter-book (tools/colab_check.py).
 COLAB_PYTHON ?= python3.12
@@ -26,6 +26,11 @@ venv: $(STAMP)
 
 book: $(STAMP)
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+	$(MAKE) slides
+
+# One reveal.js deck per part, from the chapters the book build executed (tools/slides.py): _build/html/slides.
+slides: $(STAMP)
+	$(PY) tools/slides.py --executed _build/jupyter_execute --out _build/html/slides
 
 # The built book as a reader's browser shows it (tools/browser_check.py): every page loads with no script
 # error and no network use, figures load with alt text, links land, search finds, math renders offline;

@@ -1,6 +1,7 @@
 """The student edition drops exactly the cells tagged as solutions, and refuses to leak or lose one."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -10,7 +11,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
-from student_edition import INSTRUCTOR_PART, is_solution, student_toc, toc_files, without_solutions, write_edition  # noqa: E402
+from student_edition import (  # noqa: E402
+    INSTRUCTOR_PART, is_solution, student_toc, toc_files, with_glue, without_solutions, write_edition,
+)
 
 
 def _chapter(*cells):
@@ -57,3 +60,20 @@ def test_the_student_book_has_no_instructor_part_and_every_chapter_keeps_its_exe
     config = yaml.safe_load((tmp_path / "student" / "_config.yml").read_text())
     assert config["execute"]["execute_notebooks"] == "off" and config["title"].endswith("(student edition)")
     assert (tmp_path / "student" / "book" / "glossary.md").exists() and (tmp_path / "student" / "references.bib").exists()
+
+
+def test_glued_values_come_back_from_myst_nbs_file_except_a_solutions_own(tmp_path):
+    def glued(name, value):
+        return {"output_type": "display_data", "data": {"text/plain": repr(value)},
+                "metadata": {"scrapbook": {"name": name, "mime_prefix": "application/papermill.record/"}}}
+
+    glue_file = tmp_path / "ch.glue.json"
+    glue_file.write_text(json.dumps({"asr": glued("asr", "0.96"), "ba": glued("ba", "0.89"), "answer": glued("answer", "42")}))
+    figure = nbformat.v4.new_code_cell("plot()", metadata={"mystnb": {"figure": {"caption": "BA {glue:text}`ba`."}}})
+    chapter = _chapter(nbformat.v4.new_markdown_cell("ASR {glue:text}`asr`."), figure)
+    restored = with_glue(chapter, glue_file).cells[-1]
+    assert "remove-cell" in restored.metadata["tags"]
+    assert {o.metadata["scrapbook"]["name"]: o.data for o in restored.outputs} == {
+        "asr": {"application/papermill.record/text/plain": "'0.96'"},
+        "ba": {"application/papermill.record/text/plain": "'0.89'"},
+    }  # "answer" is glued only for a solution that the student edition dropped

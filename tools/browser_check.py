@@ -22,14 +22,14 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-CONTENT = "article"  # sphinx-book-theme's content area (article.bd-article)
+IMAGES = "article img, .reveal img"  # sphinx-book-theme's content area (article.bd-article), a deck's slides
 SEARCH_RESULTS = "#search-results ul.search li"
 SEARCH_DONE = "() => document.querySelector('#search-results .search-summary')?.textContent.trim()"
 MATH_PAGES = ("book/03_*.html",)  # chapter 3's display equations must render
 
 # Images in the content area, made to load now (not lazily) so that naturalWidth tells.
 IMAGES_JS = """async (selector) => {
-  const images = [...document.querySelectorAll(selector + ' img')];
+  const images = [...document.querySelectorAll(selector)];
   await Promise.all(images.map(i => { i.loading = 'eager'; return i.decode().catch(() => {}); }));
   return images.map(i => ({src: i.getAttribute('src'), alt: (i.getAttribute('alt') || '').trim(),
                            width: i.naturalWidth}));
@@ -101,6 +101,8 @@ def link_problem(root, base, href):
     if not path.is_file():
         return f"broken link {href_label(href, base)}: no such file"
     fragment = unquote(url.fragment)
+    if fragment.startswith("/"):  # a reveal.js deck's route to a slide (#/3), not an element id
+        return None
     if fragment and path.suffix == ".html" and fragment not in fragment_targets(path):
         return f"broken link {href_label(href, base)}: no #{fragment} there"
     return None
@@ -155,7 +157,7 @@ class Checker:
 
     def check_page(self, name):
         page = self.open(name)
-        for image in page.evaluate(IMAGES_JS, CONTENT):
+        for image in page.evaluate(IMAGES_JS, IMAGES):
             if image["alt"] in ("", image["src"]):  # docutils writes the file name when a figure has no alt
                 self.report(f"image {image['src']} has no alt text")
             if image["width"] == 0:

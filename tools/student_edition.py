@@ -9,7 +9,8 @@ it); the instructor edition, the main book, shows those cells folded. This write
   student opens in Colab or Jupyter;
 - a book: the same chapters, again without solutions, taken from the executed notebooks of the
   instructor build when `--executed` names them (their outputs hold the figures and the numbers the prose
-  glues in), the back matter, and a table of contents without the "For instructors" part. Build it with
+  glues in, put back from myst-nb's `.glue.json` files), the back matter, and a table of contents without
+  the "For instructors" part. Build it with
   `jupyter-book build OUT -W`: its configuration does not execute anything.
 
 It refuses a chapter whose exercises have no tagged solution, and a solution left untagged (a code cell
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import shutil
 from pathlib import Path
 
@@ -55,6 +57,32 @@ def clear_outputs(notebook):
     for cell in notebook.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
+    return notebook
+
+
+def with_glue(notebook, glue_file: Path):
+    """`notebook` with the glued values its text uses put back, in one hidden cell at its end.
+
+    myst-nb takes the glued outputs out of the notebooks it writes (into `<chapter>.glue.json`); the student
+    book does not execute, so without them its `{glue}` roles would name nothing. Values glued only by a
+    solution stay out, as the solution does.
+    """
+    if not glue_file.exists():
+        return notebook
+    text = "\n".join(cell.source if cell.cell_type == "markdown" else json.dumps(cell.metadata)  # prose, captions
+                     for cell in notebook.cells)
+    outputs = []
+    for name, output in json.loads(glue_file.read_text()).items():
+        if f"`{name}`" not in text:
+            continue
+        prefix = output["metadata"]["scrapbook"].get("mime_prefix", "")
+        outputs.append(nbformat.v4.new_output("display_data", data={prefix + k: v for k, v in output["data"].items()},
+                                              metadata=output["metadata"]))
+    if outputs:
+        cell = nbformat.v4.new_code_cell("# the values the text glues in (from the instructor build)",
+                                         metadata={"tags": ["remove-cell"]})
+        cell.outputs = outputs
+        notebook.cells.append(cell)
     return notebook
 
 
@@ -112,7 +140,7 @@ def write_edition(out: Path, executed: Path | None = None) -> list[Path]:
             ran = executed / source.relative_to(ROOT)
             if not ran.exists():
                 raise SystemExit(f"student edition: no executed notebook {ran}; build the book first (make book)")
-            page = without_solutions(nbformat.read(ran, as_version=4), name)
+            page = with_glue(without_solutions(nbformat.read(ran, as_version=4), name), ran.with_suffix(".glue.json"))
         (out / source.relative_to(ROOT)).parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(page, out / source.relative_to(ROOT))
     for name in config.get("bibtex_bibfiles", []):

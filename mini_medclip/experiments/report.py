@@ -112,6 +112,9 @@ SWEEP_LINES = {  # one line per attacker; 0 records = the run without BadMatch (
     "baddist (target)": "BadDist (target) + BadMatch", "baddist+badmatch (target)": "BadDist (target) + BadMatch",
 }
 
+# Marker and line style per line, so that the lines differ without colour too.
+SWEEP_STYLES = {"BadMatch alone": ("o", "-"), "BadDist (away) + BadMatch": ("s", "--"), "BadDist (target) + BadMatch": ("^", ":")}
+
 
 def plot_sweep(frame: pd.DataFrame, task: str = "five_class"):
     """The headline figure: ASR and BA against the number of poisoned records, one line per attacker."""
@@ -122,8 +125,9 @@ def plot_sweep(frame: pd.DataFrame, task: str = "five_class"):
     for label, rows in table.groupby("line", sort=False):
         rows = rows.sort_values("poison_count")
         x = rows.poison_count.clip(lower=0.5)  # 0 records drawn at 0.5 on the log axis
-        ax_asr.errorbar(x, rows.asr, yerr=rows.asr_seed_std.fillna(0), marker="o", capsize=3, label=label)
-        ax_ba.plot(x, rows.ba, marker="o", label=label)
+        marker, linestyle = SWEEP_STYLES[label]
+        ax_asr.errorbar(x, rows.asr, yerr=rows.asr_seed_std.fillna(0), marker=marker, ls=linestyle, capsize=3, label=label)
+        ax_ba.plot(x, rows.ba, marker=marker, ls=linestyle, label=label)
     counts = sorted(table.poison_count.unique())
     for ax, name in ((ax_asr, "ASR (non-target images)"), (ax_ba, "benign accuracy")):
         ax.set_xscale("log")
