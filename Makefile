@@ -42,9 +42,8 @@ $(CHROMIUM):
 browser: $(STAMP) | $(CHROMIUM)
 	$(PY) tools/browser_check.py _build/html --out _build/browser
 
-# The student edition (not yet in `make test`: its -W book build lacks the glue data that myst-nb keeps out of
-# _build/jupyter_execute): the chapters without their solution cells (tagged `solution`), as hand-out notebooks
-# and as a book made from the instructor build's executed notebooks (built first if missing).
+# The student edition: the chapters without their solution cells (tagged `solution`), as hand-out notebooks
+# and as a -W book made from the instructor build's executed notebooks and glue data (built first if missing).
 STUDENT := .cache/student
 student: $(STAMP)
 	test -d _build/jupyter_execute/book || $(MAKE) book
@@ -97,7 +96,7 @@ colab-oldest: $(WHEEL)
 
 test: $(STAMP)
 	$(MAKE) -j2 unit colab-envs
-	$(MAKE) colab book browser colab-oldest
+	$(MAKE) colab book browser student colab-oldest
 
 bench: $(STAMP)
 	$(PY) benchmarks/phantom_speed.py
