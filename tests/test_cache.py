@@ -101,3 +101,19 @@ def test_the_data_fingerprint_follows_the_renderer_and_the_data_config(monkeypat
     embedded.phantom_fingerprint.cache_clear()
     assert data_fingerprint(cfg.data) != base  # ... and recomputed from the renderer's output
     embedded.phantom_fingerprint.cache_clear()
+
+
+def test_the_data_fingerprint_follows_the_wheel_files_the_data_is_made_from(monkeypatch, tmp_path):
+    """A torchxrayvision release with another label table must not reuse models trained on the old one,
+    even where the few rendered phantoms of the fingerprint happen to come out the same."""
+    cfg = tiny_config()
+    base = data_fingerprint(cfg.data)
+    assert set(embedded.wheel_files()) == {"NLMCXR_reports.tgz", "chexpert_train.csv.gz", "semantic_masks_v7labs_lungs.zip"}
+    edited = tmp_path / "chexpert_train.csv.gz"
+    edited.write_bytes(embedded.chexpert_table_path().read_bytes() + b"\n")
+    monkeypatch.setattr(embedded, "chexpert_table_path", lambda: edited)
+    embedded.phantom_fingerprint.cache_clear()
+    try:
+        assert data_fingerprint(cfg.data) != base
+    finally:
+        embedded.phantom_fingerprint.cache_clear()

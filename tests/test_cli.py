@@ -6,6 +6,8 @@ import json
 import pytest
 
 from mini_medclip.cli import main
+from mini_medclip.data.label_sampler import chexpert_table_path
+from mini_medclip.files import sha256_file
 
 
 @pytest.mark.parametrize(
@@ -95,6 +97,7 @@ def test_data_writes_a_card_and_a_labelled_grid(tmp_path, capsys):
     assert main(["data", "--preset", "tiny", "--out", str(out), "--seed", "5"]) == 0
     card = json.loads((out / "data_card.json").read_text())
     assert card["seed"] == 5 and card["image_size"] == 64
+    assert card["torchxrayvision_files"]["chexpert_train.csv.gz"] == sha256_file(chexpert_table_path())
     assert card["image_pool"]["n_images"] == 10_000
     assert card["image_pool"]["per_label"]["Pleural Other"] == 0  # not drawn, so never labelled
     assert card["text_pool"]["n_sentences"] > 3_000

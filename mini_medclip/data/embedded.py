@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 
 import numpy as np
 import torch
@@ -15,12 +16,14 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..config import Config, DataConfig
-from .label_sampler import sample_labels
+from ..files import sha256_file
+from .label_sampler import chexpert_table_path, sample_labels
 from .labeler import label_sentences, to_label_vectors
 from .labels import CHEXPERT_LABELS, FIVE_CLASS_TASK, label_index, label_indices
 from .phantoms import render
+from .phantoms.masks import lung_mask_archive
 from .pools import EvalSet, InMemoryImagePool, TextPool
-from .reports import load_sentences
+from .reports import load_sentences, reports_archive_path
 from ..store import stored
 
 RENDER_CHUNK = 2_000
@@ -132,15 +135,22 @@ def build_eval_sets(cfg: DataConfig) -> dict[str, EvalSet]:
 FINGERPRINT_IMAGES = 4
 
 
+def wheel_files() -> dict[str, str]:
+    """The torchxrayvision wheel's files the embedded data is made from, by name, with their sha256."""
+    paths = (reports_archive_path(), chexpert_table_path(), lung_mask_archive())
+    return {path.name: sha256_file(path) for path in paths}
+
+
 @functools.lru_cache(maxsize=8)
 def phantom_fingerprint(cfg: DataConfig) -> str:
-    """A cheap hash of the data code's output: a few phantoms rendered at this size and seed, and the text pool.
+    """A cheap hash of the data code's input and output: the wheel files it reads (reports, CheXpert label
+    table, lung masks), a few phantoms rendered at this size and seed, and the text pool.
 
     It keys the model cache and the rendered-data store, so a change in the renderer or the labeler (or a
     torch release whose random stream differs) invalidates their entries instead of silently reusing them.
     Computed once per data config and process: the code it fingerprints does not change while it runs.
     """
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(json.dumps(wheel_files(), sort_keys=True).encode())
     labels = sample_labels(FINGERPRINT_IMAGES, seed=cfg.seed)
     images = render(labels, cfg.image_size, seed=cfg.seed)
     digest.update((images.clamp(0, 1) * 255).round().to(torch.uint8).numpy().tobytes())
@@ -191,6 +201,7 @@ def data_card(cfg: DataConfig, image_pool: InMemoryImagePool, text_pool: TextPoo
     return {
         "seed": cfg.seed,
         "image_size": cfg.image_size,
+        "torchxrayvision_files": wheel_files(),
         "image_pool": {"n_images": len(image_pool), "per_label": per_label(image_pool.labels)},
         "text_pool": {"n_sentences": len(text_pool), "per_label": per_label(text_pool.labels)},
         "eval_sets": {
@@ -205,4 +216,4 @@ def data_card(cfg: DataConfig, image_pool: InMemoryImagePool, text_pool: TextPoo
     }
 
 
-__all__ = ["build_image_pool", "build_eval_sets", "build_text_pool", "data_card", "embedded_data", "phantom_fingerprint", "render_pool", "EVAL_TASKS"]
+__all__ = ["build_image_pool", "build_eval_sets", "build_text_pool", "data_card", "embedded_data", "phantom_fingerprint", "render_pool", "wheel_files", "EVAL_TASKS"]
