@@ -77,11 +77,11 @@ def test_two_processes_with_half_the_batch_each_match_one_process_at_step_one(ba
             torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-6, msg=f"{name} (rank {rank})")
 
 
-def _train_job(rank: int, out: Path, steps: int, stop_after: int | None) -> None:
+def _train_job(rank: int, out: Path, steps: int, stop_after: int | None, loader_workers: int = 0) -> None:
     cfg = tiny_config(train__steps=steps)
     pool, text_pool, eval_sets = tiny_data()
     train(cfg, pool, text_pool, eval_sets, device="cpu", out_dir=out, progress=False, log_every=2, val_every=4,
-          save_every=2, max_steps_this_call=stop_after)
+          save_every=2, max_steps_this_call=stop_after, loader_workers=loader_workers)
 
 
 def test_two_process_training_writes_from_rank_0_resumes_exactly_and_lowers_the_loss(tmp_path):
@@ -94,6 +94,14 @@ def test_two_process_training_writes_from_rank_0_resumes_exactly_and_lowers_the_
     history = verify_checkpoint(tmp_path / "whole")["meta"]["history"]
     assert history[-1]["step"] == 12 and history[-1]["loss"] < history[0]["loss"]
     assert all(row["val_acc"] is not None for row in history if row["step"] % 4 == 0)  # rank 0 validated
+
+
+def test_two_processes_with_loader_workers_train_the_weights_of_two_processes_without(tmp_path):
+    """Each rank's worker process loads that rank's shard of every batch: the weights cannot tell."""
+    _spawn(_train_job, tmp_path / "in-loop", 6, None, 0)
+    _spawn(_train_job, tmp_path / "workers", 6, None, 1)
+    in_loop, workers = load_checkpoint(tmp_path / "in-loop")[0], load_checkpoint(tmp_path / "workers")[0]
+    assert same_weights(weights_of(in_loop), weights_of(workers))
 
 
 def test_batch_sizes_that_do_not_split_evenly_are_refused():
