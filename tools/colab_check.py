@@ -163,8 +163,10 @@ def run_chapters(python: Path, notebooks: list[Path], record: Path | None = None
             folder.mkdir()
             copy = shutil.copy(notebook, folder / notebook.name)
             start = time.perf_counter()
+            # --durations: the slowest cells of each chapter, where a speed-up would pay
             result = subprocess.run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
-                                     "--nbval-current-env", "--nbval-cell-timeout=900", copy], cwd=folder, env=clean_env())
+                                     "--nbval-current-env", "--nbval-cell-timeout=900", "--durations=4", copy],
+                                    cwd=folder, env=clean_env())
             seconds[notebook.stem] = time.perf_counter() - start
             if result.returncode:
                 failed.append(notebook.stem)
