@@ -51,7 +51,7 @@ student: $(STAMP)
 	$(VENV)/bin/jupyter-book build $(STUDENT) -W -n --keep-going
 
 unit: $(STAMP) | $(CHROMIUM)
-	$(PY) -m pytest tests -q -p no:cacheprovider
+	$(PY) -m pytest tests -q -p no:cacheprovider --durations=12
 
 # Notebooks run in the repository's venv (quick local iteration; not part of `make test`).
 notebooks: $(STAMP)
