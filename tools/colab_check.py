@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNNER = ["pytest>=8", "nbval>=0.11,<0.12", "ipykernel>=6.29"]
+RUNNER = ["pytest>=8", "nbval>=0.11,<0.12", "ipykernel>=6.29,<7"]  # <7: see requirements.txt (ipykernel#1554)
 FORBIDDEN = ["myst_nb", "jupyter_book"]
 
 
