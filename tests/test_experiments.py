@@ -20,7 +20,7 @@ from mini_medclip.experiments.protocols import (
 )
 import mini_medclip.experiments.reproduce as reproduce_module
 from mini_medclip.experiments.reproduce import reproduce
-from mini_medclip.experiments.runs import Run
+from mini_medclip.experiments.runs import Run, with_release_seed
 from mini_medclip.experiments.scoring import evaluate_run
 from mini_medclip.train import train
 
@@ -80,7 +80,7 @@ def test_a_cached_victim_is_loaded_without_loading_the_release(isolated_model_ca
 def toy_preset(tiny_embedded_data, monkeypatch):
     """The "tiny" preset shrunk to the tiny data (60 training images, 32 px, a few steps): every run is real."""
     def toy_config(preset, run):
-        return tiny_config(model__image_encoder=run.backbone, data__n_train_images=60)
+        return with_release_seed(tiny_config(model__image_encoder=run.backbone, data__n_train_images=60), run)
 
     for module in (protocols, scoring, defense_eval, reproduce_module):
         monkeypatch.setattr(module, "base_config", toy_config)
@@ -136,3 +136,15 @@ def test_the_other_protocols_train_without_a_release_or_at_the_full_schedule(iso
     fine, _ = train_run("tiny", Run("resnet", "patch", "badmatch", 6), "cpu")
     assert torch.equal(hard_indices, indices)  # the same records, another schedule
     assert hard.history[-1]["step"] == cfg.train.steps > fine.history[-1]["step"] == victim_config(cfg).train.steps
+
+
+def test_another_release_seed_trains_its_own_release_and_victim(isolated_model_cache, toy_preset):
+    run = Run("resnet", "patch", "badmatch", 6)
+    first, _ = train_run("tiny", run, "cpu")
+    assert len(list(isolated_model_cache.iterdir())) == 2  # release 0 and its victim
+    other_run = Run("resnet", "patch", "badmatch", 6, release_seed=1)
+    other, _ = train_run("tiny", other_run, "cpu")
+    assert len(list(isolated_model_cache.iterdir())) == 4  # release 1 and its victim
+    releases = [pretrained_model(toy_preset("tiny", r), "cpu").model for r in (run, other_run)]
+    assert not same_weights(weights_of(releases[0]), weights_of(releases[1]))
+    assert toy_preset("tiny", other_run).train.seed == toy_preset("tiny", run).train.seed + 1

@@ -6,11 +6,13 @@ import json
 import pytest
 
 import mini_medclip.experiments.reproduce as reproduce_module
+from mini_medclip.config import get_config
 from mini_medclip.experiments.report import (
-    compare_with_stored, defense_record, defense_table, load_results, matrix_table, protocol_table, sweep_table,
+    compare_with_stored, defense_record, defense_table, load_results, matrix_table, protocol_table, release_table,
+    stored_clean_scans, sweep_table,
 )
-from mini_medclip.experiments.reproduce import default_plan, matrix_plan, protocol_plan, reproduce, sweep_plan
-from mini_medclip.experiments.runs import Run
+from mini_medclip.experiments.reproduce import default_plan, matrix_plan, protocol_plan, release_plan, reproduce, sweep_plan
+from mini_medclip.experiments.runs import Run, base_config
 
 TASKS = ("five_class", "covid", "rsna")
 
@@ -23,6 +25,8 @@ TASKS = ("five_class", "covid", "rsna")
     ({"variant": "sideways"}, ["'sideways'", "away", "target"]),
     ({"protocol": "distill"}, ["'distill'", "fine-tune", "from-scratch", "retrain"]),
     ({"attack": "baddist+badmatch", "protocol": "from-scratch"}, ["'from-scratch'", "'baddist+badmatch'", "'retrain'"]),
+    ({"release_seed": -1}, ["release_seed -1", "non-negative integer"]),
+    ({"seed": 1.5}, ["seed 1.5", "non-negative integer"]),
 ])
 def test_bad_runs_name_the_value_and_the_choices(params, words):
     with pytest.raises(ValueError) as err:
@@ -45,10 +49,23 @@ def test_the_protocol_is_part_of_the_key_and_of_the_clean_twin():
     assert retrain.clean_twin() == Run(attack="clean", count=0, protocol="retrain")
 
 
-def test_default_plan_is_the_sweep_the_matrix_and_the_protocols_without_repeats():
+def test_the_release_seed_draws_the_data_and_the_release_and_is_part_of_the_key():
+    first, second = Run(attack="badmatch", count=5), Run(attack="badmatch", count=5, release_seed=2)
+    assert "release_seed" not in first.key() and first.key() != second.key()  # release 0: keys stay as they were
+    assert second.clean_twin() == Run(attack="clean", count=0, release_seed=2)
+    tiny = get_config("tiny")
+    assert base_config("tiny", first) == tiny
+    moved = base_config("tiny", second)
+    assert (moved.data.seed, moved.train.seed) == (tiny.data.seed + 2, tiny.train.seed + 2)
+    assert moved.model == tiny.model and moved.data.n_train_images == tiny.data.n_train_images
+
+
+def test_default_plan_is_the_sweep_the_matrix_the_protocols_and_the_releases_without_repeats():
     plan = default_plan()
     assert len(plan) == len({r.key() for r in plan})
-    assert {r.key() for r in sweep_plan() + matrix_plan() + protocol_plan()} == {r.key() for r in plan}
+    assert {r.key() for r in sweep_plan() + matrix_plan() + protocol_plan() + release_plan()} == {r.key() for r in plan}
+    assert {r.release_seed for r in release_plan()} == {1, 2}
+    assert all(run.clean_twin() in release_plan() for run in release_plan())
     assert {r.protocol for r in protocol_plan()} == {"from-scratch", "retrain"}
     assert all(run.clean_twin() in protocol_plan() for run in protocol_plan())  # each beside its own floor
     matrix = matrix_plan()
@@ -60,8 +77,10 @@ def test_default_plan_is_the_sweep_the_matrix_and_the_protocols_without_repeats(
 def _fake_records(preset, run, result, clean, data, device=None, seconds=0.0):
     asr = {"clean": 0.02, "badmatch": 0.1, "baddist": 0.5, "baddist+badmatch": 0.9}[run.attack]
     asr += 0.05 if run.protocol == "from-scratch" else 0.0
+    asr += 0.001 * run.release_seed
     return [{"backbone": run.backbone, "trigger": run.trigger, "attack": run.attack, "attack_label": run.label,
-             "variant": run.variant if run.uses_baddist else None, "protocol": run.protocol, "seed": run.seed, "task": task,
+             "variant": run.variant if run.uses_baddist else None, "protocol": run.protocol, "seed": run.seed,
+             "release_seed": run.release_seed, "task": task,
              "poison_count": run.count, "poison_rate": run.count / 10_000, "ba": 0.8, "asr": asr + 0.01 * run.seed, "asr_ci": [0.0, 1.0],
              "asr_clean_model": 0.02, "robust_acc": 1 - asr, "seconds": seconds, "key": run.key()} for task in TASKS]
 
@@ -112,6 +131,24 @@ def test_other_protocols_get_their_own_table_and_stay_out_of_the_sweep_and_the_m
     assert "Other victim protocols" in (tmp_path / "results.md").read_text()
 
 
+def test_other_releases_get_their_own_table_and_stay_out_of_the_release_0_tables(tmp_path, fake_pipeline):
+    plan = [Run("resnet", "patch", "clean", 0), Run("resnet", "patch", "badmatch", 5)] + release_plan(release_seeds=(3,))
+    frame = reproduce("tiny", tmp_path, plan=plan, progress=False, with_defenses=False)
+    assert sweep_table(frame).set_index(["attack_label", "poison_count"]).loc[("badmatch", 5), "asr"] == pytest.approx(0.1)
+    assert matrix_table(frame).loc[("resnet", "5-class", "patch"), ("asr", "badmatch")] == pytest.approx(0.1)
+    releases = release_table(frame)
+    assert releases.loc["badmatch", ("asr", 0)] == pytest.approx(0.1)
+    assert releases.loc["badmatch", ("asr", 3)] == pytest.approx(0.103)
+    assert list(releases.index) == ["clean", "badmatch"]  # BadDist ran on release 3 only: nothing to compare
+    assert "Release seeds" in (tmp_path / "results.md").read_text()
+
+
+def test_records_written_before_runs_had_a_release_seed_are_of_release_0(tmp_path):
+    record = {"attack": "clean", "protocol": "fine-tune", "task": "covid"}
+    (tmp_path / "results.json").write_text(json.dumps({"preset": "tiny", "records": [record]}))
+    assert load_results(tmp_path)[0].release_seed.tolist() == [0]
+
+
 def test_results_written_before_protocols_had_names_are_refused(tmp_path):
     (tmp_path / "results.json").write_text(json.dumps({"preset": "tiny", "records": [{"attack": "clean", "task": "covid"}]}))
     with pytest.raises(ValueError, match="without a victim protocol"):
@@ -131,6 +168,19 @@ def test_defense_rows_flatten_detection_and_mitigation_results():
     table = defense_table([defense_record(detection), defense_record(mitigation)])
     assert table.loc[("spectral", "badmatch @ 0.05%"), "found"] == 4
     assert table.loc[("finetune", "badmatch @ 1%"), "der"] == pytest.approx(0.875)
+
+
+def test_a_scanner_row_keeps_the_clean_scans_that_calibrated_it():
+    scans = [{"model": "clean seed 0", "backdoored": 0, "score": -0.002, "pl1_norm": 0.002, "collapsed": True},
+             {"model": "victim", "backdoored": 1, "score": -0.004, "pl1_norm": 0.004, "collapsed": True}]
+    scanner = {"defense": "decree", "attack": "badmatch", "poison_rate": 0.01,
+               "detection": {"auroc": 0.0, "found": 0, "poisoned": 1, "pl1_threshold": 0.001, "scans": scans}}
+    detector = {"defense": "spectral", "attack": "badmatch", "poison_rate": 0.01, "detection": {"auroc": 0.9}}
+    records = [defense_record(detector), defense_record(scanner)]
+    assert stored_clean_scans(records) == scans[:1]
+    assert "scans" not in defense_table(records).columns
+    with pytest.raises(ValueError, match="no stored scans of scanner 'strip'"):
+        stored_clean_scans(records, "strip")
 
 
 def test_reproduce_refuses_a_folder_of_another_preset(tmp_path, fake_pipeline):

@@ -14,6 +14,7 @@ is tested on exactly the models the attack chapters measured. What each role get
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -140,12 +141,13 @@ def evaluate_input_detector(detector: InputDetector, preset: str | Config, run: 
     return _detection(scores, is_triggered, found), scores, is_triggered
 
 
-def clean_scans(scanner: ModelScanner, preset: str | Config, run: Run, device=None, n_images: int = 256) -> list[dict]:
-    """Scans of the clean victims of `SCANNER_CLEAN_SEEDS` (same backbone and protocol as `run`)."""
+def clean_scans(scanner: ModelScanner, preset: str | Config, run: Run, device=None, n_images: int = 256,
+                seeds=SCANNER_CLEAN_SEEDS) -> list[dict]:
+    """Scans of the clean victims of `seeds` (same backbone and protocol as `run`)."""
     images = scanner_images(preset, run, n_images)
     scans = []
-    for seed in SCANNER_CLEAN_SEEDS:
-        victim = train_run(preset, Run(run.backbone, run.trigger, "clean", 0, seed, protocol=run.protocol), device)[0]
+    for seed in seeds:
+        victim = train_run(preset, dataclasses.replace(run.clean_twin(), seed=seed), device)[0]
         scans.append({"model": f"clean seed {seed}", "backdoored": 0, **_scan(scanner, victim, images)})
     return scans
 

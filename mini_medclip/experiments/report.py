@@ -22,11 +22,18 @@ def load_results(out_dir) -> tuple[pd.DataFrame, list[dict]]:
     """(attack records as a DataFrame, defense records) from `out_dir/results.json`."""
     path = Path(out_dir) / RESULTS
     stored = json.loads(path.read_text())
-    frame = pd.DataFrame(stored["records"])
-    if not frame.empty and "protocol" not in frame.columns:
+    if stored["records"] and "protocol" not in stored["records"][0]:
         raise ValueError(f"{path} has records without a victim protocol (written before protocols were named); "
                          f"run `reproduce` into a new folder")
-    return frame, stored.get("defenses", [])
+    return records_frame(stored["records"]), stored.get("defenses", [])
+
+
+def records_frame(records: list[dict]) -> pd.DataFrame:
+    """The attack records as a DataFrame; records written before runs had a release seed are of release 0."""
+    frame = pd.DataFrame(records)
+    if not frame.empty:
+        frame["release_seed"] = frame.get("release_seed", pd.Series(0, index=frame.index)).fillna(0).astype(int)
+    return frame
 
 
 def reference_results(preset: str = "tiny") -> tuple[pd.DataFrame, list[dict]]:
@@ -64,13 +71,24 @@ def compare_with_stored(live: pd.Series, stored: pd.Series, cut: float) -> pd.Da
 
 
 def defense_record(result: dict) -> dict:
-    """A flat row of the defense table from `evaluate_defense`'s output."""
+    """A flat row of the defense table from `evaluate_defense`'s output. A model scanner's row keeps its scans
+    (one per encoder, clean ones included), so a chapter can read the clean calibration instead of training it."""
     row = {"defense": result["defense"], "attack": result["attack"], "poison_rate": result["poison_rate"]}
     if "detection" in result:
-        row.update({k: v for k, v in result["detection"].items() if k != "scans"})
+        row.update(result["detection"])
     else:
         row.update(result["mitigation"])
     return row
+
+
+def stored_clean_scans(defense_records: list[dict], scanner: str = "decree") -> list[dict]:
+    """The clean encoders' scans that calibrated `scanner` in the stored defense records (the same clean
+    victims calibrate it against every attack, so the first record that has them is taken)."""
+    for record in defense_records:
+        if record["defense"] == scanner and record.get("scans"):
+            return [s for s in record["scans"] if not s["backdoored"]]
+    raise ValueError(f"no stored scans of scanner {scanner!r} in these defense records; expected a record of "
+                     f"`reproduce` that keeps them (regenerate its defense rows)")
 
 
 def defense_table(defense_records: list[dict]) -> pd.DataFrame:
@@ -82,8 +100,15 @@ def defense_table(defense_records: list[dict]) -> pd.DataFrame:
     return frame.set_index(["defense", "attack"])[columns]
 
 
+def first_release(frame: pd.DataFrame) -> pd.DataFrame:
+    """The records of release seed 0, the release every chapter's live runs use."""
+    return frame[frame.release_seed == 0]
+
+
 def sweep_table(frame: pd.DataFrame, task: str = "five_class") -> pd.DataFrame:
-    """ASR and BA per attack and poison count on `task` (ResNet, patch, "fine-tune"): mean and std over seeds."""
+    """ASR and BA per attack and poison count on `task` (ResNet, patch, "fine-tune", release 0): mean and std over
+    the victim's seeds."""
+    frame = first_release(frame)
     rows = frame[(frame.task == task) & (frame.backbone == "resnet") & (frame.trigger == "patch") & (frame.protocol == "fine-tune")]
     table = rows.groupby(["attack_label", "poison_count"]).agg(
         asr=("asr", "mean"), asr_seed_std=("asr", "std"), ba=("ba", "mean"), seeds=("seed", "nunique"))
@@ -91,7 +116,8 @@ def sweep_table(frame: pd.DataFrame, task: str = "five_class") -> pd.DataFrame:
 
 
 def matrix_table(frame: pd.DataFrame, count: int = 5) -> pd.DataFrame:
-    """BA and ASR for every backbone x task x trigger (rows) and attack (columns), seed 0, "fine-tune"."""
+    """BA and ASR for every backbone x task x trigger (rows) and attack (columns), seed 0, "fine-tune", release 0."""
+    frame = first_release(frame)
     rows = frame[(frame.seed == 0) & frame.poison_count.isin([0, count]) & (frame.attack != "baddist") & (frame.protocol == "fine-tune")]
     rows = rows.assign(task=rows.task.map(TASK_NAMES))
     table = rows.pivot_table(index=["backbone", "task", "trigger"], columns="attack_label", values=["ba", "asr"])
@@ -100,10 +126,23 @@ def matrix_table(frame: pd.DataFrame, count: int = 5) -> pd.DataFrame:
 
 
 def protocol_table(frame: pd.DataFrame, task: str = "five_class") -> pd.DataFrame:
-    """BA and ASR (with its interval and the clean floor) of the runs outside the "fine-tune" protocol, on `task`."""
+    """BA and ASR (with its interval and the clean floor) of the runs outside the "fine-tune" protocol, on `task`
+    (release 0)."""
+    frame = first_release(frame)
     rows = frame[(frame.task == task) & (frame.protocol != "fine-tune")]
     columns = ["protocol", "backbone", "trigger", "attack_label", "poison_count", "seed", "ba", "asr", "asr_ci", "asr_clean_model"]
     return rows[columns].reset_index(drop=True)
+
+
+def release_table(frame: pd.DataFrame, task: str = "five_class", count: int = 5) -> pd.DataFrame:
+    """BA and ASR of the clean victim and each attack at `count` records, one column per release seed (ResNet,
+    patch, "fine-tune", victim seed 0): does a claim of release 0 hold for the next draw of data and release?"""
+    rows = frame[(frame.task == task) & (frame.backbone == "resnet") & (frame.trigger == "patch") & (frame.protocol == "fine-tune")
+                 & (frame.seed == 0) & frame.poison_count.isin([0, count]) & (frame.attack != "baddist")]
+    multi = rows.groupby(["attack_label", "poison_count"]).release_seed.transform("nunique") > 1
+    table = rows[multi].pivot_table(index="attack_label", columns="release_seed", values=["ba", "asr"])
+    order = [a for a in ("clean", "badmatch", "baddist+badmatch (away)", "baddist+badmatch (target)") if a in table.index]
+    return table.reindex(order)
 
 
 SWEEP_LINES = {  # one line per attacker; 0 records = the run without BadMatch (clean, or BadDist alone)
@@ -177,6 +216,11 @@ def write_report(frame: pd.DataFrame, out_dir, defenses: list[dict] = ()) -> Non
     if not frame.empty and not protocol_table(frame).empty:
         parts += ["## Other victim protocols (5-class task)\n",
                   protocol_table(frame).drop(columns="asr_ci").round(3).to_markdown(index=False), ""]
+    if not frame.empty and not release_table(frame).empty:
+        releases = release_table(frame).round(3)
+        releases.columns = [f"{metric.upper()} release {seed}" for metric, seed in releases.columns]
+        parts += ["## Release seeds: the same victims on other draws of data and release (5-class, 5 records)\n",
+                  releases.reset_index().to_markdown(index=False), ""]
     for name, draw in figures.items():
         fig = draw()
         fig.savefig(out / name, dpi=120)
@@ -189,6 +233,7 @@ def write_report(frame: pd.DataFrame, out_dir, defenses: list[dict] = ()) -> Non
 
 __all__ = [
     "BACKDOOR_ASR", "EFFECTIVE_DER", "RELIABLE_AUROC", "RESULTS", "TABLES", "compare_with_stored", "defense_record",
-    "defense_table", "load_results", "matrix_table", "plot_matrix", "plot_sweep", "protocol_table", "reference_results", "sweep_table",
+    "defense_table", "first_release", "load_results", "matrix_table", "plot_matrix", "plot_sweep", "protocol_table",
+    "records_frame", "reference_results", "release_table", "stored_clean_scans", "sweep_table",
     "write_report",
 ]

@@ -25,7 +25,7 @@ from ..defenses.base import DEFENSES
 from ..runtime import pick_device
 from .defense_eval import evaluate_defense
 from .protocols import train_run
-from .report import RESULTS, defense_record, write_report
+from .report import RESULTS, defense_record, records_frame, write_report
 from .runs import Run, base_config
 from .scoring import evaluate_run
 
@@ -80,10 +80,22 @@ def protocol_plan(backbone: str = "resnet") -> list[Run]:
     return scratch + retrain
 
 
+def release_plan(release_seeds=(1, 2), count: int = 5, backbone: str = "resnet", trigger: str = "patch") -> list[Run]:
+    """The headline victims again on other draws of the data and the provider's release (`Run.release_seed`):
+    the clean victim, BadMatch alone and both BadDist variants with BadMatch, at `count` records."""
+    runs = []
+    for release_seed in release_seeds:
+        runs += [Run(backbone, trigger, "clean", 0, release_seed=release_seed),
+                 Run(backbone, trigger, "badmatch", count, release_seed=release_seed)]
+        runs += [Run(backbone, trigger, "baddist+badmatch", count, variant=v, release_seed=release_seed) for v in VARIANTS]
+    return runs
+
+
 def default_plan() -> list[Run]:
-    """The sweep first (the headline), then the matrix, then the protocols; runs shared by two are trained once."""
+    """The sweep first (the headline), then the matrix, the protocols and the other releases; runs shared by two
+    are trained once."""
     plan = []
-    for run in sweep_plan() + matrix_plan() + protocol_plan():
+    for run in sweep_plan() + matrix_plan() + protocol_plan() + release_plan():
         if run not in plan:
             plan.append(run)
     return plan
@@ -136,9 +148,10 @@ def reproduce(preset: str | Config = "tiny", out_dir="reproduce", plan: list[Run
         result = evaluate_defense(name, preset, attack, rate, device=device)
         defenses.append({**defense_record(result), "seconds": time.perf_counter() - started})
         _write_json_atomic(out / RESULTS, {**header, "records": records, "defenses": defenses})
-    frame = pd.DataFrame(records)
+    frame = records_frame(records)
     write_report(frame, out, defenses)
     return frame
 
 
-__all__ = ["DEFENSE_VICTIMS", "default_plan", "defense_plan", "matrix_plan", "protocol_plan", "reproduce", "sweep_plan"]
+__all__ = ["DEFENSE_VICTIMS", "default_plan", "defense_plan", "matrix_plan", "protocol_plan", "release_plan", "reproduce",
+           "sweep_plan"]

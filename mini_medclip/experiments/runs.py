@@ -1,7 +1,8 @@
 """What one experiment is: a `Run`, and the names every layer uses for attacks, victim protocols and tasks.
 
-A run fixes what the attacker controls (backbone, trigger, attack, poisoned records, seed, BadDist variant)
-and how its victim trains (`protocol`, one of `VICTIM_PROTOCOLS`; `protocols.py` implements them).
+A run fixes what the attacker controls (backbone, trigger, attack, poisoned records, seed, BadDist variant),
+how its victim trains (`protocol`, one of `VICTIM_PROTOCOLS`; `protocols.py` implements them), and which draw
+of the world it happens in (`release_seed`: the data and the provider's pretraining).
 """
 from __future__ import annotations
 
@@ -35,6 +36,11 @@ class Run:
     `variant` is the BadDist loss ("away": the reference objective, "target": BadEncoder-style); it is
     ignored by attacks without BadDist. Runs without BadMatch poison nothing, so their count is 0. A
     `from-scratch` victim has no release, so it cannot meet BadDist.
+
+    `seed` draws what the attacker and the victim do (which records are poisoned, the victim's training);
+    `release_seed` draws everything before them (the data: pools and test sets, and the provider's clean
+    pretraining, from which the tampered release is made). An outcome that holds for one release may not
+    hold for the next, so claims are checked over several.
     """
 
     backbone: str = "resnet"
@@ -44,6 +50,7 @@ class Run:
     seed: int = 0
     variant: str = "away"
     protocol: str = "fine-tune"
+    release_seed: int = 0
 
     def __post_init__(self):
         check_choice("backbone", self.backbone, IMAGE_ENCODERS)
@@ -55,6 +62,10 @@ class Run:
                              f"{self.attack!r}, expected one of ('clean', 'badmatch') or protocol 'fine-tune' or 'retrain'")
         if self.attack not in POISONING_ATTACKS and self.count != 0:
             raise ValueError(f"a {self.attack!r} run poisons no records; got count {self.count}, expected 0")
+        for name in ("seed", "release_seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"invalid {name} {value!r}; expected a non-negative integer")
         if self.attack in POISONING_ATTACKS and self.count < 1:
             raise ValueError(f"a {self.attack!r} run needs at least one poisoned record; got count {self.count}")
 
@@ -68,27 +79,40 @@ class Run:
         return f"{self.attack} ({self.variant})" if self.uses_baddist else self.attack
 
     def clean_twin(self) -> "Run":
-        """The clean victim of the same backbone, trigger, seed and protocol: the floor a run's ASR is read against."""
-        return Run(self.backbone, self.trigger, "clean", 0, self.seed, protocol=self.protocol)
+        """The clean victim of the same backbone, trigger, seeds and protocol: the floor a run's ASR is read against."""
+        return Run(self.backbone, self.trigger, "clean", 0, self.seed, protocol=self.protocol, release_seed=self.release_seed)
 
     def key(self) -> str:
         """The run's identity in results and caches. Fields that do not apply are left out: the variant of a run
-        without BadDist, and the default protocol, so that keys written before protocols had names stay valid."""
+        without BadDist; and the default protocol and release, so that keys written before those fields existed
+        stay valid."""
         fields = asdict(self) if self.uses_baddist else {**asdict(self), "variant": None}
         if self.protocol == "fine-tune":
             del fields["protocol"]
+        if self.release_seed == 0:
+            del fields["release_seed"]
         return json.dumps(fields, sort_keys=True)
 
 
 def base_config(preset: str | Config, run: Run) -> Config:
-    """The provider's configuration for a run: the preset with the run's backbone.
+    """The provider's configuration for a run: the preset with the run's backbone and release seed.
 
     `preset` is a preset's name, or a config of one (overridden steps, or reading real data through a data
     spec: `data.sources.with_data_spec`); every experiment function passes it on as it came."""
     if isinstance(preset, Config):
-        return validate(dataclasses.replace(preset, model=dataclasses.replace(preset.model, image_encoder=run.backbone)))
-    check_choice("preset", preset, tuple(PRESETS))
-    return get_config(preset, model__image_encoder=run.backbone)
+        cfg = validate(dataclasses.replace(preset, model=dataclasses.replace(preset.model, image_encoder=run.backbone)))
+    else:
+        check_choice("preset", preset, tuple(PRESETS))
+        cfg = get_config(preset, model__image_encoder=run.backbone)
+    return with_release_seed(cfg, run)
 
 
-__all__ = ["ATTACKS", "POISONING_ATTACKS", "TASK_NAMES", "VICTIM_PROTOCOLS", "Run", "base_config"]
+def with_release_seed(cfg: Config, run: Run) -> Config:
+    """`cfg` with its data seed and its (provider's) training seed moved on by `run.release_seed`."""
+    if run.release_seed == 0:
+        return cfg
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, seed=cfg.data.seed + run.release_seed),
+                               train=dataclasses.replace(cfg.train, seed=cfg.train.seed + run.release_seed))
+
+
+__all__ = ["ATTACKS", "POISONING_ATTACKS", "TASK_NAMES", "VICTIM_PROTOCOLS", "Run", "base_config", "with_release_seed"]
