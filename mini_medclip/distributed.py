@@ -87,6 +87,15 @@ def gather(local: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts)
 
 
+def max_over_ranks(values: torch.Tensor) -> torch.Tensor:
+    """The element-wise maximum of `values` over every rank (`values` itself in one process)."""
+    if world()[1] == 1:
+        return values
+    values = values.clone()
+    dist.all_reduce(values, op=dist.ReduceOp.MAX)
+    return values
+
+
 def synchronize_gradients(towers: list[torch.nn.Module], shared: list[torch.nn.Parameter]) -> None:
     """Sum the gradients of `towers` (each rank holds its slice's share) and average those of `shared`
     (parameters used after the gather, whose gradient every rank computed whole). One all-reduce each."""
@@ -134,5 +143,5 @@ def main_process_first():
 
 __all__ = [
     "barrier", "broadcast_parameters", "check_batch_divides", "gather", "is_main_process", "join_from_env",
-    "launched_by_torchrun", "leave", "main_process_first", "shard", "synchronize_gradients", "world",
+    "launched_by_torchrun", "leave", "main_process_first", "max_over_ranks", "shard", "synchronize_gradients", "world",
 ]

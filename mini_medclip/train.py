@@ -39,6 +39,7 @@ from .tokenizer import train_tokenizer
 from .zeroshot import ZeroShotClassifier, class_prompts_for
 
 VALIDATION_IMAGES = 200  # a fixed, class-balanced subset of the 5-class set for the in-training curve
+TEXT_LENGTH_GROUPS = 4  # a training batch's sentences are encoded in this many groups of similar length
 NO_FINDING = label_index("No Finding")
 
 
@@ -125,12 +126,36 @@ def tokenize_pool(tokenizer, sentences: list[str]) -> tuple[torch.Tensor, torch.
     return enc["input_ids"], enc["attention_mask"]
 
 
+def encode_text_in_length_groups(model: MedCLIP, ids: torch.Tensor, mask: torch.Tensor,
+                                 groups: int = TEXT_LENGTH_GROUPS) -> torch.Tensor:
+    """`model.encode_text(ids, mask)`, computed in `groups` groups of sentences of similar length, each cut to
+    its own longest sentence; rows come back in their original order.
+
+    Report sentences vary in length, so a batch padded to its longest sentence is mostly padding, and the text
+    tower's cost grows with the padded width. With masked pooling a sentence's embedding does not depend on its
+    padding, so the groups give the padded batch's embeddings up to rounding. MedCLIP's unmasked pooling
+    averages the padding in, so it keeps the one padded batch. Under torchrun each group is cut to its widest
+    rank's width, so that every rank runs the same shapes.
+    """
+    if groups == 1 or not model.text_encoder.masked_pooling:
+        return model.encode_text(ids, mask)
+    lengths = mask.sum(1)
+    order = torch.argsort(lengths, stable=True)
+    chunks = order.chunk(groups)
+    widths = distributed.max_over_ranks(torch.stack([lengths[chunk].max() for chunk in chunks]))
+    embeddings = torch.cat([model.encode_text(ids[chunk, :width], mask[chunk, :width])
+                            for chunk, width in zip(chunks, widths.tolist())])
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(len(order), device=order.device)
+    return embeddings[inverse]
+
+
 def global_logits(model: MedCLIP, images: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The (global images x global texts) logits of a batch of which `images` and `ids`/`mask` are this
     process's slice: `model(images, ids, mask)` in one process; under torchrun every rank's embeddings are
     gathered first, so the loss compares the whole global batch."""
     image_emb = distributed.gather(model.encode_image(images))
-    text_emb = distributed.gather(model.encode_text(ids, mask))
+    text_emb = distributed.gather(encode_text_in_length_groups(model, ids, mask))
     return model.logits(image_emb, text_emb)
 
 

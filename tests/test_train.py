@@ -4,12 +4,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from helpers import one_hot, same_weights, tiny_config, tiny_data, weights_of
+from helpers import one_hot, same_weights, tiny_config, tiny_data, untrained_tiny_model, weights_of
 from mini_medclip.checkpoint import CheckpointError, load_checkpoint
 from mini_medclip.config import get_config
 from mini_medclip.data.labels import label_index
 from mini_medclip.models import MedCLIP
-from mini_medclip.train import UnpairedBatchSampler, _parameter_groups, train
+from mini_medclip.train import UnpairedBatchSampler, _parameter_groups, encode_text_in_length_groups, tokenize_pool, train
 
 
 def test_sampler_pairs_each_image_with_a_sentence_that_shares_a_positive_label():
@@ -47,6 +47,28 @@ def test_parameter_groups_exempt_biases_norms_and_temperature_from_weight_decay(
     assert any(p is model.logit_scale for p in no_decay["params"])
     assert all(p.ndim >= 2 for p in decay["params"]) and all(p.ndim < 2 for p in no_decay["params"])
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+@pytest.mark.parametrize("groups", [2, 4, 7])
+def test_length_groups_give_the_padded_batchs_text_embeddings_and_gradients(groups):
+    model, tokenizer, (_, text_pool, _) = untrained_tiny_model()
+    ids, mask = tokenize_pool(tokenizer, text_pool.sentences)
+    lengths = mask.sum(1)
+    assert lengths.min() < lengths.max()  # sentences of several lengths, so the groups are cut narrower
+    padded = model.encode_text(ids, mask)
+    grouped = encode_text_in_length_groups(model, ids, mask, groups=groups)
+    assert torch.allclose(grouped, padded, atol=1e-5)  # same rows, same order
+    weight = model.text_encoder.projection.weight
+    (grad_padded,) = torch.autograd.grad(padded.square().sum(), weight)
+    (grad_grouped,) = torch.autograd.grad(grouped.square().sum(), weight)
+    assert torch.allclose(grad_grouped, grad_padded, atol=1e-4)
+
+
+def test_unmasked_pooling_keeps_the_one_padded_batch():
+    model, tokenizer, (_, text_pool, _) = untrained_tiny_model()
+    model.text_encoder.masked_pooling = False  # MedCLIP's own pooling averages the padding in
+    ids, mask = tokenize_pool(tokenizer, text_pool.sentences)
+    assert torch.equal(encode_text_in_length_groups(model, ids, mask), model.encode_text(ids, mask))
 
 
 @pytest.mark.parametrize("loss", ["semantic", "clip"])
