@@ -148,3 +148,22 @@ def test_another_release_seed_trains_its_own_release_and_victim(isolated_model_c
     releases = [pretrained_model(toy_preset("tiny", r), "cpu").model for r in (run, other_run)]
     assert not same_weights(weights_of(releases[0]), weights_of(releases[1]))
     assert toy_preset("tiny", other_run).train.seed == toy_preset("tiny", run).train.seed + 1
+
+
+def test_the_whole_model_victim_starts_from_the_whole_release(isolated_model_cache, toy_preset, monkeypatch):
+    starts = []
+
+    def spying_train(*args, **kwargs):
+        starts.append({k: kwargs[k] for k in ("init", "image_encoder_init") if k in kwargs})
+        return train(*args, **kwargs)
+
+    monkeypatch.setattr(protocols, "train", spying_train)
+    run = Run("resnet", "patch", "baddist+badmatch", 6, variant="target", protocol="whole-model")
+    victim, indices = train_run("tiny", run, "cpu")
+    release = tampered_release(toy_preset("tiny", run), BadDistConfig(trigger="patch", variant="target"), "cpu")
+    model, tokenizer = starts[-1]["init"]
+    assert same_weights(weights_of(model), weights_of(release.model)) and tokenizer.get_vocab() == release.tokenizer.get_vocab()
+    assert victim.history[-1]["step"] == victim_config(toy_preset("tiny", run)).train.steps  # the fine-tune schedule
+    fine_tune, fine_indices = train_run("tiny", Run("resnet", "patch", "baddist+badmatch", 6, variant="target"), "cpu")
+    assert set(starts[-1]) == {"image_encoder_init"} and torch.equal(fine_indices, indices)
+    assert not same_weights(weights_of(fine_tune.model), weights_of(victim.model))  # two cache entries, two victims

@@ -11,7 +11,9 @@ from mini_medclip.experiments.report import (
     compare_with_stored, defense_record, defense_table, load_results, matrix_table, protocol_table, release_table,
     stored_clean_scans, sweep_table,
 )
-from mini_medclip.experiments.reproduce import default_plan, matrix_plan, protocol_plan, release_plan, reproduce, sweep_plan
+from mini_medclip.experiments.reproduce import (
+    default_plan, matrix_plan, protocol_plan, release_plan, reproduce, sweep_plan, whole_model_plan,
+)
 from mini_medclip.experiments.runs import Run, base_config
 
 TASKS = ("five_class", "covid", "rsna")
@@ -63,9 +65,14 @@ def test_the_release_seed_draws_the_data_and_the_release_and_is_part_of_the_key(
 def test_default_plan_is_the_sweep_the_matrix_the_protocols_and_the_releases_without_repeats():
     plan = default_plan()
     assert len(plan) == len({r.key() for r in plan})
-    assert {r.key() for r in sweep_plan() + matrix_plan() + protocol_plan() + release_plan()} == {r.key() for r in plan}
+    parts = sweep_plan() + matrix_plan() + protocol_plan() + release_plan() + whole_model_plan()
+    assert {r.key() for r in parts} == {r.key() for r in plan}
     assert {r.release_seed for r in release_plan()} == {1, 2}
-    assert all(run.clean_twin() in release_plan() for run in release_plan())
+    for part in (release_plan(), whole_model_plan()):
+        assert all(run.clean_twin() in part for run in part)  # each beside its own floor
+    whole = whole_model_plan()
+    assert {r.protocol for r in whole} == {"whole-model"} and {r.release_seed for r in whole} == {0, 1, 2}
+    assert sorted(r.seed for r in whole if r.attack == "badmatch" and r.release_seed == 0) == [0, 1, 2]
     assert {r.protocol for r in protocol_plan()} == {"from-scratch", "retrain"}
     assert all(run.clean_twin() in protocol_plan() for run in protocol_plan())  # each beside its own floor
     matrix = matrix_plan()

@@ -82,18 +82,19 @@ def _training_labels(cfg: Config) -> torch.Tensor:
 
 def build_poisoned_model(
     cfg: Config, attack: BadMatchConfig, device=None, *,
-    image_encoder_init: Callable[[], dict[str, torch.Tensor]] | None = None, init_key: dict | None = None,
+    start: Callable[[], dict] | None = None, start_key: dict | None = None,
 ) -> tuple[TrainResult, torch.Tensor]:
     """Train (or load from the cache) the model of `cfg` on its training pool poisoned by `attack`.
 
-    Without `image_encoder_init` this is the "from-scratch" protocol: exactly the clean model's training,
-    only the image pool is swapped. `image_encoder_init` returns the state dict of a released encoder to
-    start the image tower from; it is called only when the model has to be trained, so a cache hit never
-    loads the release. `init_key` names that encoder in the cache key. Returns the result and the poisoned
-    indices (recomputed from the labels when the model is cached).
+    Without `start` this is the "from-scratch" protocol: exactly the clean model's training, only the image
+    pool is swapped. `start` returns the keyword argument of `train` that says where the run starts
+    (`image_encoder_init`: a released encoder's state dict; `init`: a whole released model and its
+    tokenizer); it is called only when the model has to be trained, so a cache hit never loads the release.
+    `start_key` names that start in the cache key. Returns the result and the poisoned indices (recomputed
+    from the labels when the model is cached).
     """
-    if (image_encoder_init is None) != (init_key is None):
-        raise ValueError("give image_encoder_init and init_key together (the key names the encoder in the cache)")
+    if (start is None) != (start_key is None):
+        raise ValueError("give start and start_key together (the key names the starting point in the cache)")
     indices = choose_poison_indices(_training_labels(cfg), attack.rate, attack.target, attack.seed)
 
     def build(cfg: Config, device: torch.device) -> TrainResult:
@@ -101,18 +102,17 @@ def build_poisoned_model(
         if not torch.equal(image_pool.labels, _training_labels(cfg)):
             raise RuntimeError("the pool's labels differ from _training_labels(cfg); update _training_labels")
         poisoned = poison_image_pool(image_pool, indices, attack.make_trigger(), attack.target)
-        encoder_state = image_encoder_init() if image_encoder_init else None
-        return train(cfg, poisoned, text_pool, eval_sets, device=device, image_encoder_init=encoder_state)
+        return train(cfg, poisoned, text_pool, eval_sets, device=device, **(start() if start else {}))
 
-    extra_key = {"attack": attack.to_dict()} if init_key is None else {"attack": attack.to_dict(), "image_encoder_init": init_key}
-    return cached_model(cfg, device=device, extra_key=extra_key, build=build), indices
+    return cached_model(cfg, device=device, extra_key={"attack": attack.to_dict(), **(start_key or {})}, build=build), indices
 
 
 def build_victim_model(
     cfg: Config, attack: BadMatchConfig, pretrained: BadDistConfig | None = None, device=None,
-    victim_cfg: Config | None = None,
+    victim_cfg: Config | None = None, whole_model: bool = False,
 ) -> tuple[TrainResult, torch.Tensor]:
-    """The "fine-tune" and "retrain" protocols: image tower from the release of `cfg`, fresh text tower, BadMatch data.
+    """The protocols that start from a release of `cfg`, on the BadMatch data: the image tower from the release
+    and a fresh text tower ("fine-tune", "retrain"), or the whole release (`whole_model`: "whole-model").
 
     `pretrained=None` starts from the clean release (plain BadMatch with a pretrained encoder); a
     `BadDistConfig` starts from the tampered one (BadDist-assisted BadMatch). The victim trains with
@@ -123,12 +123,20 @@ def build_victim_model(
     device = torch.device(device) if device is not None else pick_device()
     key = {"release": cfg.to_dict(), "baddist": None if pretrained is None else pretrained.to_dict()}
 
-    def release_encoder() -> dict[str, torch.Tensor]:
-        release = pretrained_model(cfg, device) if pretrained is None else tampered_release(cfg, pretrained, device)
-        with eval_mode(release.model):
-            return {k: v.detach().clone() for k, v in release.model.image_encoder.state_dict().items()}
+    def release() -> TrainResult:
+        return pretrained_model(cfg, device) if pretrained is None else tampered_release(cfg, pretrained, device)
 
-    return build_poisoned_model(victim_cfg or victim_config(cfg), attack, device, image_encoder_init=release_encoder, init_key=key)
+    def release_encoder() -> dict:
+        model = release().model
+        with eval_mode(model):
+            return {"image_encoder_init": {k: v.detach().clone() for k, v in model.image_encoder.state_dict().items()}}
+
+    def whole_release() -> dict:
+        start = release()
+        return {"init": (start.model, start.tokenizer)}  # `train` copies the model before it trains it
+
+    start, start_key = (whole_release, {"init": key}) if whole_model else (release_encoder, {"image_encoder_init": key})
+    return build_poisoned_model(victim_cfg or victim_config(cfg), attack, device, start=start, start_key=start_key)
 
 
 def run_attack_configs(preset: str | Config, run: Run) -> tuple[BadMatchConfig, BadDistConfig | None]:
@@ -149,7 +157,7 @@ def train_run(preset: str | Config, run: Run, device=None) -> tuple[TrainResult,
             return pretrained_model(reseeded, device), torch.empty(0, dtype=torch.long)
         return build_poisoned_model(reseeded, attack, device)
     victim_cfg = reseeded if run.protocol == "retrain" else victim_config(cfg, run.seed)
-    return build_victim_model(cfg, attack, baddist, device, victim_cfg=victim_cfg)
+    return build_victim_model(cfg, attack, baddist, device, victim_cfg=victim_cfg, whole_model=run.protocol == "whole-model")
 
 
 __all__ = [

@@ -91,11 +91,26 @@ def release_plan(release_seeds=(1, 2), count: int = 5, backbone: str = "resnet",
     return runs
 
 
+def whole_model_plan(count: int = 5, seeds=(0, 1, 2), release_seeds=(0, 1, 2)) -> list[Run]:
+    """The paper's victim start: the whole release ("whole-model") instead of a fresh text tower, same schedule.
+
+    The clean victim, BadMatch alone and both BadDist variants with BadMatch at `count` records, on the victim
+    seeds `seeds` of release 0 and on seed 0 of the other releases: the runs the "fine-tune" protocol has too.
+    """
+    runs = []
+    for release_seed in release_seeds:
+        for seed in seeds if release_seed == 0 else seeds[:1]:
+            common = dict(seed=seed, protocol="whole-model", release_seed=release_seed)
+            runs += [Run("resnet", "patch", "clean", 0, **common), Run("resnet", "patch", "badmatch", count, **common)]
+            runs += [Run("resnet", "patch", "baddist+badmatch", count, variant=v, **common) for v in VARIANTS]
+    return runs
+
+
 def default_plan() -> list[Run]:
-    """The sweep first (the headline), then the matrix, the protocols and the other releases; runs shared by two
-    are trained once."""
+    """The sweep first (the headline), then the matrix, the protocols, the other releases and the whole-model
+    victims; runs shared by two are trained once."""
     plan = []
-    for run in sweep_plan() + matrix_plan() + protocol_plan() + release_plan():
+    for run in sweep_plan() + matrix_plan() + protocol_plan() + release_plan() + whole_model_plan():
         if run not in plan:
             plan.append(run)
     return plan
@@ -154,4 +169,4 @@ def reproduce(preset: str | Config = "tiny", out_dir="reproduce", plan: list[Run
 
 
 __all__ = ["DEFENSE_VICTIMS", "default_plan", "defense_plan", "matrix_plan", "protocol_plan", "release_plan", "reproduce",
-           "sweep_plan"]
+           "sweep_plan", "whole_model_plan"]

@@ -26,6 +26,8 @@ VICTIM_PROTOCOLS = {
                     "needs no release, and there is none to tamper with (chapter 5, `train --attack badmatch`)",
     "retrain": "the victim starts from a release like `fine-tune` but trains at the preset's full schedule (twice "
                "the steps, four times the learning rate), which moves the image tower much further (chapter 6)",
+    "whole-model": "the victim starts from the whole release (image tower, text tower and tokenizer), as the paper's "
+                   "victim starts from a pretrained MedCLIP, and trains at the `fine-tune` schedule",
 }
 
 
