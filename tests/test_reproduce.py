@@ -9,7 +9,7 @@ import mini_medclip.experiments.reproduce as reproduce_module
 from mini_medclip.config import get_config
 from mini_medclip.experiments.report import (
     compare_with_stored, defense_record, defense_table, load_results, matrix_table, protocol_table, release_table,
-    stored_clean_scans, sweep_table,
+    start_table, stored_clean_scans, sweep_table,
 )
 from mini_medclip.experiments.reproduce import (
     default_plan, matrix_plan, protocol_plan, release_plan, reproduce, sweep_plan, whole_model_plan,
@@ -84,7 +84,7 @@ def test_default_plan_is_the_sweep_the_matrix_the_protocols_and_the_releases_wit
 def _fake_records(preset, run, result, clean, data, device=None, seconds=0.0):
     asr = {"clean": 0.02, "badmatch": 0.1, "baddist": 0.5, "baddist+badmatch": 0.9}[run.attack]
     asr += 0.05 if run.protocol == "from-scratch" else 0.0
-    asr += 0.001 * run.release_seed
+    asr += 0.001 * run.release_seed + (0.2 if run.protocol == "whole-model" else 0.0)
     return [{"backbone": run.backbone, "trigger": run.trigger, "attack": run.attack, "attack_label": run.label,
              "variant": run.variant if run.uses_baddist else None, "protocol": run.protocol, "seed": run.seed,
              "release_seed": run.release_seed, "task": task,
@@ -148,6 +148,20 @@ def test_other_releases_get_their_own_table_and_stay_out_of_the_release_0_tables
     assert releases.loc["badmatch", ("asr", 3)] == pytest.approx(0.103)
     assert list(releases.index) == ["clean", "badmatch"]  # BadDist ran on release 3 only: nothing to compare
     assert "Release seeds" in (tmp_path / "results.md").read_text()
+
+
+def test_the_whole_model_victims_are_compared_with_the_fine_tune_victims_by_start(tmp_path, fake_pipeline):
+    plan = whole_model_plan(seeds=(0, 1), release_seeds=(0, 1))
+    plan += [Run("resnet", "patch", "badmatch", 5, seed) for seed in (0, 1)] + [Run("resnet", "patch", "clean", 0)]
+    frame = reproduce("tiny", tmp_path, plan=plan, progress=False, with_defenses=False)
+    table = start_table(frame)
+    assert table.loc[("whole-model", "badmatch"), "asr"] == pytest.approx(0.305)  # 0.3 and 0.31: mean over seeds
+    assert table.loc[("whole-model", "badmatch"), "seeds"] == 2
+    assert table.loc[("whole-model", "badmatch"), "asr release 1"] == pytest.approx(0.301)
+    assert table.loc[("fine-tune", "badmatch"), "asr"] == pytest.approx(0.105)
+    assert list(table.index.get_level_values("protocol")[:2]) == ["fine-tune", "fine-tune"]
+    assert protocol_table(frame).empty  # the whole-model victims have their own table
+    assert "Where the victim starts" in (tmp_path / "results.md").read_text()
 
 
 def test_records_written_before_runs_had_a_release_seed_are_of_release_0(tmp_path):

@@ -52,6 +52,7 @@ def reference_results(preset: str = "tiny") -> tuple[pd.DataFrame, list[dict]]:
 BACKDOOR_ASR = 0.5  # a working backdoor: most triggered non-target images go to the target (clean floors ~0.03)
 RELIABLE_AUROC = 0.9  # a detector a curator could act on
 EFFECTIVE_DER = 0.75  # a mitigation that removes at least half of the ASR at no cost in BA
+ATTACK_ORDER = ("clean", "badmatch", "baddist+badmatch (away)", "baddist+badmatch (target)")  # table rows and columns
 
 
 def compare_with_stored(live: pd.Series, stored: pd.Series, cut: float) -> pd.DataFrame:
@@ -121,15 +122,15 @@ def matrix_table(frame: pd.DataFrame, count: int = 5) -> pd.DataFrame:
     rows = frame[(frame.seed == 0) & frame.poison_count.isin([0, count]) & (frame.attack != "baddist") & (frame.protocol == "fine-tune")]
     rows = rows.assign(task=rows.task.map(TASK_NAMES))
     table = rows.pivot_table(index=["backbone", "task", "trigger"], columns="attack_label", values=["ba", "asr"])
-    order = [a for a in ("clean", "badmatch", "baddist+badmatch (away)", "baddist+badmatch (target)") if a in table.columns.get_level_values(1)]
+    order = [a for a in ATTACK_ORDER if a in table.columns.get_level_values(1)]
     return table.reindex(columns=pd.MultiIndex.from_product([["ba", "asr"], order]))
 
 
 def protocol_table(frame: pd.DataFrame, task: str = "five_class") -> pd.DataFrame:
-    """BA and ASR (with its interval and the clean floor) of the runs outside the "fine-tune" protocol, on `task`
-    (release 0)."""
+    """BA and ASR (with its interval and the clean floor) of the runs of the "from-scratch" and "retrain"
+    protocols, on `task` (release 0); the "whole-model" victims have `start_table`."""
     frame = first_release(frame)
-    rows = frame[(frame.task == task) & (frame.protocol != "fine-tune")]
+    rows = frame[(frame.task == task) & frame.protocol.isin(["from-scratch", "retrain"])]
     columns = ["protocol", "backbone", "trigger", "attack_label", "poison_count", "seed", "ba", "asr", "asr_ci", "asr_clean_model"]
     return rows[columns].reset_index(drop=True)
 
@@ -141,7 +142,26 @@ def release_table(frame: pd.DataFrame, task: str = "five_class", count: int = 5)
                  & (frame.seed == 0) & frame.poison_count.isin([0, count]) & (frame.attack != "baddist")]
     multi = rows.groupby(["attack_label", "poison_count"]).release_seed.transform("nunique") > 1
     table = rows[multi].pivot_table(index="attack_label", columns="release_seed", values=["ba", "asr"])
-    order = [a for a in ("clean", "badmatch", "baddist+badmatch (away)", "baddist+badmatch (target)") if a in table.index]
+    order = [a for a in ATTACK_ORDER if a in table.index]
+    return table.reindex(order)
+
+
+def start_table(frame: pd.DataFrame, task: str = "five_class", count: int = 5) -> pd.DataFrame:
+    """Where the victim starts, "fine-tune" (a fresh text tower) or "whole-model" (the whole release), for the
+    clean victim and each attack at `count` records (ResNet, patch): ASR and BA on release 0, mean and std
+    over the victim's seeds, and the ASR of victim seed 0 on every other release."""
+    rows = frame[(frame.task == task) & (frame.backbone == "resnet") & (frame.trigger == "patch")
+                 & frame.protocol.isin(["fine-tune", "whole-model"]) & frame.poison_count.isin([0, count])
+                 & (frame.attack != "baddist")]
+    index = ["protocol", "attack_label"]
+    table = rows[rows.release_seed == 0].groupby(index).agg(
+        asr=("asr", "mean"), asr_seed_std=("asr", "std"), ba=("ba", "mean"), seeds=("seed", "nunique"))
+    others = rows[(rows.release_seed > 0) & (rows.seed == 0)]
+    if not others.empty:
+        by_release = others.pivot_table(index=index, columns="release_seed", values="asr")
+        by_release.columns = [f"asr release {seed}" for seed in by_release.columns]
+        table = table.join(by_release, how="outer")
+    order = [(p, a) for p in ("fine-tune", "whole-model") for a in ATTACK_ORDER if (p, a) in table.index]
     return table.reindex(order)
 
 
@@ -216,6 +236,9 @@ def write_report(frame: pd.DataFrame, out_dir, defenses: list[dict] = ()) -> Non
     if not frame.empty and not protocol_table(frame).empty:
         parts += ["## Other victim protocols (5-class task)\n",
                   protocol_table(frame).drop(columns="asr_ci").round(3).to_markdown(index=False), ""]
+    if not frame.empty and (first_release(frame).protocol == "whole-model").any():
+        parts += ["## Where the victim starts: a fresh text tower or the whole release (5-class, 5 records)\n",
+                  start_table(frame).round(3).reset_index().to_markdown(index=False), ""]
     if not frame.empty and not release_table(frame).empty:
         releases = release_table(frame).round(3)
         releases.columns = [f"{metric.upper()} release {seed}" for metric, seed in releases.columns]
@@ -234,6 +257,6 @@ def write_report(frame: pd.DataFrame, out_dir, defenses: list[dict] = ()) -> Non
 __all__ = [
     "BACKDOOR_ASR", "EFFECTIVE_DER", "RELIABLE_AUROC", "RESULTS", "TABLES", "compare_with_stored", "defense_record",
     "defense_table", "first_release", "load_results", "matrix_table", "plot_matrix", "plot_sweep", "protocol_table",
-    "records_frame", "reference_results", "release_table", "stored_clean_scans", "sweep_table",
+    "records_frame", "reference_results", "release_table", "start_table", "stored_clean_scans", "sweep_table",
     "write_report",
 ]
