@@ -148,11 +148,10 @@ def release_table(frame: pd.DataFrame, task: str = "five_class", count: int = 5)
 
 def start_table(frame: pd.DataFrame, task: str = "five_class", count: int = 5) -> pd.DataFrame:
     """Where the victim starts, "fine-tune" (a fresh text tower) or "whole-model" (the whole release), for the
-    clean victim and each attack at `count` records (ResNet, patch): ASR and BA on release 0, mean and std
-    over the victim's seeds, and the ASR of victim seed 0 on every other release."""
+    clean victim, each BadDist release alone and each attack at `count` records (ResNet, patch): ASR and BA on
+    release 0, mean and std over the victim's seeds, and the ASR of victim seed 0 on every other release."""
     rows = frame[(frame.task == task) & (frame.backbone == "resnet") & (frame.trigger == "patch")
-                 & frame.protocol.isin(["fine-tune", "whole-model"]) & frame.poison_count.isin([0, count])
-                 & (frame.attack != "baddist")]
+                 & frame.protocol.isin(["fine-tune", "whole-model"]) & frame.poison_count.isin([0, count])]
     index = ["protocol", "attack_label"]
     table = rows[rows.release_seed == 0].groupby(index).agg(
         asr=("asr", "mean"), asr_seed_std=("asr", "std"), ba=("ba", "mean"), seeds=("seed", "nunique"))
@@ -161,7 +160,8 @@ def start_table(frame: pd.DataFrame, task: str = "five_class", count: int = 5) -
         by_release = others.pivot_table(index=index, columns="release_seed", values="asr")
         by_release.columns = [f"asr release {seed}" for seed in by_release.columns]
         table = table.join(by_release, how="outer")
-    order = [(p, a) for p in ("fine-tune", "whole-model") for a in ATTACK_ORDER if (p, a) in table.index]
+    attacks = ("clean", "badmatch", "baddist (away)", "baddist+badmatch (away)", "baddist (target)", "baddist+badmatch (target)")
+    order = [(p, a) for p in ("fine-tune", "whole-model") for a in attacks if (p, a) in table.index]
     return table.reindex(order)
 
 
@@ -237,7 +237,7 @@ def write_report(frame: pd.DataFrame, out_dir, defenses: list[dict] = ()) -> Non
         parts += ["## Other victim protocols (5-class task)\n",
                   protocol_table(frame).drop(columns="asr_ci").round(3).to_markdown(index=False), ""]
     if not frame.empty and (first_release(frame).protocol == "whole-model").any():
-        parts += ["## Where the victim starts: a fresh text tower or the whole release (5-class, 5 records)\n",
+        parts += ["## Where the victim starts: a fresh text tower or the whole release (5-class, 0 or 5 records)\n",
                   start_table(frame).round(3).reset_index().to_markdown(index=False), ""]
     if not frame.empty and not release_table(frame).empty:
         releases = release_table(frame).round(3)

@@ -96,6 +96,8 @@ def whole_model_plan(count: int = 5, seeds=(0, 1, 2), release_seeds=(0, 1, 2)) -
 
     The clean victim, BadMatch alone and both BadDist variants with BadMatch at `count` records, on the victim
     seeds `seeds` of release 0 and on seed 0 of the other releases: the runs the "fine-tune" protocol has too.
+    Each BadDist variant also runs alone (no record) at seed 0 of every release: a whole tampered release
+    brings the provider's own text tower, which may carry the backdoor before any record does.
     """
     runs = []
     for release_seed in release_seeds:
@@ -103,6 +105,8 @@ def whole_model_plan(count: int = 5, seeds=(0, 1, 2), release_seeds=(0, 1, 2)) -
             common = dict(seed=seed, protocol="whole-model", release_seed=release_seed)
             runs += [Run("resnet", "patch", "clean", 0, **common), Run("resnet", "patch", "badmatch", count, **common)]
             runs += [Run("resnet", "patch", "baddist+badmatch", count, variant=v, **common) for v in VARIANTS]
+            if seed == seeds[0]:
+                runs += [Run("resnet", "patch", "baddist", 0, variant=v, **common) for v in VARIANTS]
     return runs
 
 
