@@ -1,13 +1,15 @@
 """Where a tiny training step spends its time, and how much of this CPU's matmul throughput it reaches.
 
-    python benchmarks/train_profile.py [--steps 20] [--image-encoder resnet]
+    python benchmarks/train_profile.py [--steps 20] [--image-encoder resnet] [--text-groups 4]
 
 Times each part of real training steps of the preset (the embedded pools, the model, loss and optimizer
 that `train` uses): drawing the batch, the image tower's forward and backward, the text tower's forward
 and backward, the loss, the optimizer, and the in-training validation (amortised over its interval). The
 backward is split exactly: the loss's gradients with respect to both embeddings are taken first, then each
 tower is back-propagated from its own gradient. FLOPs come from `torch.utils.flop_counter`, the machine's
-throughput from a large fp32 matmul. Prints a table; `--out` also writes it as JSON.
+throughput from a large fp32 matmul. `--text-groups` is how many length groups the text tower encodes a
+batch in (`train.encode_text_in_length_groups`; 1 = one batch padded to its longest sentence). Prints a
+table; `--out` also writes it as JSON.
 """
 from __future__ import annotations
 
@@ -28,7 +30,10 @@ from mini_medclip.losses import semantic_matching_loss
 from mini_medclip.models import MedCLIP
 from mini_medclip.runtime import seed_everything
 from mini_medclip.tokenizer import train_tokenizer
-from mini_medclip.train import VALIDATION_IMAGES, UnpairedBatchSampler, _parameter_groups, _validation_subset, tokenize_pool
+from mini_medclip.train import (
+    TEXT_LENGTH_GROUPS, VALIDATION_IMAGES, UnpairedBatchSampler, _parameter_groups, _validation_subset,
+    encode_text_in_length_groups, tokenize_pool,
+)
 from mini_medclip.zeroshot import ZeroShotClassifier, class_prompts_for
 
 PARTS = ("batch", "image forward", "text forward", "loss", "image backward", "text backward", "optimizer", "validation")
@@ -44,7 +49,8 @@ def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
     return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def profile(preset: str, image_encoder: str, steps: int, warmup: int = 3, val_every: int = 100) -> dict:
+def profile(preset: str, image_encoder: str, steps: int, text_groups: int = TEXT_LENGTH_GROUPS, warmup: int = 3,
+            val_every: int = 100) -> dict:
     cfg = get_config(preset, model__image_encoder=image_encoder)
     tc = cfg.train
     seed_everything(tc.seed)
@@ -74,7 +80,7 @@ def profile(preset: str, image_encoder: str, steps: int, warmup: int = 3, val_ev
         mark("batch")
         image_emb = model.encode_image(images)
         mark("image forward")
-        text_emb = model.encode_text(ids, mask)
+        text_emb = encode_text_in_length_groups(model, ids, mask, groups=text_groups)
         mark("text forward")
         loss = semantic_matching_loss(model.logits(image_emb, text_emb), image_pool.labels[image_idx],
                                       text_pool.labels[text_idx], temperature=tc.target_temperature)
@@ -111,7 +117,8 @@ def profile(preset: str, image_encoder: str, steps: int, warmup: int = 3, val_ev
     images = image_pool.batch(image_idx)
     width = int(lengths[text_idx].max())
     for tower, run in (("image", lambda: model.encode_image(images)),
-                       ("text", lambda: model.encode_text(input_ids[text_idx, :width], attention_mask[text_idx, :width]))):
+                       ("text", lambda: encode_text_in_length_groups(model, input_ids[text_idx, :width],
+                                                                     attention_mask[text_idx, :width], groups=text_groups))):
         with FlopCounterMode(display=False) as counter:
             run().sum().backward()
         flops[tower] = counter.get_total_flops()
@@ -123,7 +130,7 @@ def profile(preset: str, image_encoder: str, steps: int, warmup: int = 3, val_ev
     tower_seconds = {"image": per_step["image forward"] + per_step["image backward"],
                      "text": per_step["text forward"] + per_step["text backward"]}
     return {
-        "preset": preset, "image_encoder": image_encoder, "batch_size": tc.batch_size, "image_size": cfg.data.image_size,
+        "preset": preset, "image_encoder": image_encoder, "text_groups": text_groups, "batch_size": tc.batch_size, "image_size": cfg.data.image_size,
         "steps_timed": steps, "seconds_per_step": total, "share": {p: s / total for p, s in per_step.items()},
         "seconds": per_step, "gflop_per_step": {t: f / 1e9 for t, f in flops.items()},
         "tower_gflops": {t: flops[t] / 1e9 / tower_seconds[t] for t in flops},
@@ -139,11 +146,16 @@ def main() -> None:
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--image-encoder", choices=IMAGE_ENCODERS, default="resnet")
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--text-groups", type=int, default=TEXT_LENGTH_GROUPS,
+                        help="length groups the text tower encodes a batch in (1: one padded batch)")
     parser.add_argument("--out", type=Path, default=None, help="also write the record as JSON here")
     args = parser.parse_args()
-    record = profile(args.preset, args.image_encoder, args.steps)
+    if args.text_groups < 1:
+        parser.error(f"invalid --text-groups {args.text_groups}; expected a positive integer")
+    record = profile(args.preset, args.image_encoder, args.steps, args.text_groups)
     print(f"{record['preset']} / {record['image_encoder']}, batch {record['batch_size']} at {record['image_size']} px, "
-          f"{record['cpu_threads']} threads: {record['seconds_per_step'] * 1000:.0f} ms per step")
+          f"{record['cpu_threads']} threads, {record['text_groups']} text length groups: "
+          f"{record['seconds_per_step'] * 1000:.0f} ms per step")
     for part in PARTS:
         print(f"  {part:>15s}: {record['seconds'][part] * 1000:7.1f} ms  {100 * record['share'][part]:5.1f}%")
     for tower in ("image", "text"):
