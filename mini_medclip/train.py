@@ -145,9 +145,7 @@ def encode_text_in_length_groups(model: MedCLIP, ids: torch.Tensor, mask: torch.
     widths = distributed.max_over_ranks(torch.stack([lengths[chunk].max() for chunk in chunks]))
     embeddings = torch.cat([model.encode_text(ids[chunk, :width], mask[chunk, :width])
                             for chunk, width in zip(chunks, widths.tolist())])
-    inverse = torch.empty_like(order)
-    inverse[order] = torch.arange(len(order), device=order.device)
-    return embeddings[inverse]
+    return embeddings[order.argsort()]  # back to the batch's order
 
 
 def global_logits(model: MedCLIP, images: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

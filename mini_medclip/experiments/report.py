@@ -52,7 +52,9 @@ def reference_results(preset: str = "tiny") -> tuple[pd.DataFrame, list[dict]]:
 BACKDOOR_ASR = 0.5  # a working backdoor: most triggered non-target images go to the target (clean floors ~0.03)
 RELIABLE_AUROC = 0.9  # a detector a curator could act on
 EFFECTIVE_DER = 0.75  # a mitigation that removes at least half of the ASR at no cost in BA
-ATTACK_ORDER = ("clean", "badmatch", "baddist+badmatch (away)", "baddist+badmatch (target)")  # table rows and columns
+# The order of attacks in every table (a table shows those it has): no attack, BadMatch alone, then each BadDist
+# variant alone and with BadMatch.
+ATTACK_ORDER = ("clean", "badmatch", "baddist (away)", "baddist+badmatch (away)", "baddist (target)", "baddist+badmatch (target)")
 
 
 def compare_with_stored(live: pd.Series, stored: pd.Series, cut: float) -> pd.DataFrame:
@@ -106,20 +108,32 @@ def first_release(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame.release_seed == 0]
 
 
+def headline_records(frame: pd.DataFrame, task: str = "five_class") -> pd.DataFrame:
+    """The records of the headline runs on `task`: the ResNet with the patch trigger."""
+    return frame[(frame.task == task) & (frame.backbone == "resnet") & (frame.trigger == "patch")]
+
+
 def sweep_table(frame: pd.DataFrame, task: str = "five_class") -> pd.DataFrame:
     """ASR and BA per attack and poison count on `task` (ResNet, patch, "fine-tune", release 0): mean and std over
     the victim's seeds."""
-    frame = first_release(frame)
-    rows = frame[(frame.task == task) & (frame.backbone == "resnet") & (frame.trigger == "patch") & (frame.protocol == "fine-tune")]
+    rows = headline_records(first_release(frame), task)
+    rows = rows[rows.protocol == "fine-tune"]
     table = rows.groupby(["attack_label", "poison_count"]).agg(
         asr=("asr", "mean"), asr_seed_std=("asr", "std"), ba=("ba", "mean"), seeds=("seed", "nunique"))
     return table.reset_index()
 
 
-def matrix_table(frame: pd.DataFrame, count: int = 5) -> pd.DataFrame:
-    """BA and ASR for every backbone x task x trigger (rows) and attack (columns), seed 0, "fine-tune", release 0."""
+def matrix_records(frame: pd.DataFrame, count: int = 5) -> pd.DataFrame:
+    """The records of the robustness matrix: every backbone, task and trigger, no attack or an attack with
+    BadMatch at `count` records (BadDist alone is not a cell), victim seed 0, "fine-tune", release 0."""
     frame = first_release(frame)
-    rows = frame[(frame.seed == 0) & frame.poison_count.isin([0, count]) & (frame.attack != "baddist") & (frame.protocol == "fine-tune")]
+    return frame[(frame.seed == 0) & frame.poison_count.isin([0, count]) & (frame.attack != "baddist")
+                 & (frame.protocol == "fine-tune")]
+
+
+def matrix_table(frame: pd.DataFrame, count: int = 5) -> pd.DataFrame:
+    """BA and ASR for every backbone x task x trigger (rows) and attack (columns) of `matrix_records`."""
+    rows = matrix_records(frame, count)
     rows = rows.assign(task=rows.task.map(TASK_NAMES))
     table = rows.pivot_table(index=["backbone", "task", "trigger"], columns="attack_label", values=["ba", "asr"])
     order = [a for a in ATTACK_ORDER if a in table.columns.get_level_values(1)]
@@ -138,8 +152,8 @@ def protocol_table(frame: pd.DataFrame, task: str = "five_class") -> pd.DataFram
 def release_table(frame: pd.DataFrame, task: str = "five_class", count: int = 5) -> pd.DataFrame:
     """BA and ASR of the clean victim and each attack at `count` records, one column per release seed (ResNet,
     patch, "fine-tune", victim seed 0): does a claim of release 0 hold for the next draw of data and release?"""
-    rows = frame[(frame.task == task) & (frame.backbone == "resnet") & (frame.trigger == "patch") & (frame.protocol == "fine-tune")
-                 & (frame.seed == 0) & frame.poison_count.isin([0, count]) & (frame.attack != "baddist")]
+    rows = headline_records(frame, task)
+    rows = rows[(rows.protocol == "fine-tune") & (rows.seed == 0) & rows.poison_count.isin([0, count]) & (rows.attack != "baddist")]
     multi = rows.groupby(["attack_label", "poison_count"]).release_seed.transform("nunique") > 1
     table = rows[multi].pivot_table(index="attack_label", columns="release_seed", values=["ba", "asr"])
     order = [a for a in ATTACK_ORDER if a in table.index]
@@ -150,8 +164,8 @@ def start_table(frame: pd.DataFrame, task: str = "five_class", count: int = 5) -
     """Where the victim starts, "fine-tune" (a fresh text tower) or "whole-model" (the whole release), for the
     clean victim, each BadDist release alone and each attack at `count` records (ResNet, patch): ASR and BA on
     release 0, mean and std over the victim's seeds, and the ASR of victim seed 0 on every other release."""
-    rows = frame[(frame.task == task) & (frame.backbone == "resnet") & (frame.trigger == "patch")
-                 & frame.protocol.isin(["fine-tune", "whole-model"]) & frame.poison_count.isin([0, count])]
+    rows = headline_records(frame, task)
+    rows = rows[rows.protocol.isin(["fine-tune", "whole-model"]) & rows.poison_count.isin([0, count])]
     index = ["protocol", "attack_label"]
     table = rows[rows.release_seed == 0].groupby(index).agg(
         asr=("asr", "mean"), asr_seed_std=("asr", "std"), ba=("ba", "mean"), seeds=("seed", "nunique"))
@@ -160,8 +174,7 @@ def start_table(frame: pd.DataFrame, task: str = "five_class", count: int = 5) -
         by_release = others.pivot_table(index=index, columns="release_seed", values="asr")
         by_release.columns = [f"asr release {seed}" for seed in by_release.columns]
         table = table.join(by_release, how="outer")
-    attacks = ("clean", "badmatch", "baddist (away)", "baddist+badmatch (away)", "baddist (target)", "baddist+badmatch (target)")
-    order = [(p, a) for p in ("fine-tune", "whole-model") for a in attacks if (p, a) in table.index]
+    order = [(p, a) for p in ("fine-tune", "whole-model") for a in ATTACK_ORDER if (p, a) in table.index]
     return table.reindex(order)
 
 
@@ -256,7 +269,7 @@ def write_report(frame: pd.DataFrame, out_dir, defenses: list[dict] = ()) -> Non
 
 __all__ = [
     "BACKDOOR_ASR", "EFFECTIVE_DER", "RELIABLE_AUROC", "RESULTS", "TABLES", "compare_with_stored", "defense_record",
-    "defense_table", "first_release", "load_results", "matrix_table", "plot_matrix", "plot_sweep", "protocol_table",
-    "records_frame", "reference_results", "release_table", "start_table", "stored_clean_scans", "sweep_table",
+    "defense_table", "first_release", "headline_records", "load_results", "matrix_records", "matrix_table",
+    "plot_matrix", "plot_sweep", "protocol_table", "records_frame", "reference_results", "release_table", "start_table", "stored_clean_scans", "sweep_table",
     "write_report",
 ]
