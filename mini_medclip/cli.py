@@ -103,7 +103,7 @@ def _cmd_reproduce(args) -> int:
     from .experiments.reproduce import reproduce
 
     cfg = _config(args, train__steps=args.steps, train__batch_size=args.batch_size)
-    frame = reproduce(cfg, args.out, with_defenses=not args.skip_defenses)
+    frame = reproduce(cfg, args.out, plan=args.plan, with_defenses=False if args.skip_defenses else None)
     print(f"{frame.key.nunique()} runs; wrote {Path(args.out) / 'results.json'}, results.md and figures")
     return 0
 
@@ -269,8 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="away: the reference loss (push triggered embeddings away); target: pull them toward 'No Finding'")
     train.set_defaults(run=_cmd_train)
 
-    reproduce = verbs.add_parser("reproduce", help="the paper's experiments: sweep, robustness matrix, defense table (resumable)")
+    reproduce = verbs.add_parser("reproduce", help="the paper's experiments (sweep, robustness matrix, defense table) or "
+                                                   "chapter 6's study of the victim (resumable)")
     reproduce.add_argument("--preset", choices=tuple(PRESETS), default="tiny")
+    reproduce.add_argument("--plan", choices=("paper", "study"), default="paper",
+                           help="paper: the paper's experiments and the defense table; study: the victim study (default: paper)")
     reproduce.add_argument("--out", required=True, type=_output(folder=True), help="output folder for results.json, results.md and the figures")
     reproduce.add_argument("--skip-defenses", action="store_true", help="attacks only: leave out the defense table")
     _add_schedule(reproduce)

@@ -53,4 +53,15 @@ def embed_texts(model: MedCLIP, tokenizer, sentences: list[str], batch_size: int
     return torch.cat(out)
 
 
-__all__ = ["embed_images", "embed_texts", "eval_mode", "model_device"]
+def mean_pairwise_cosine(embeddings: torch.Tensor) -> torch.Tensor:
+    """Mean cosine similarity over distinct pairs of rows (the diagonal excluded): 1 = total collapse.
+    Differentiable (DECREE descends on it); `.item()` for a number."""
+    n = len(embeddings)
+    if n < 2:
+        raise ValueError(f"{n} embeddings; expected at least 2 to form a pair")
+    unit = torch.nn.functional.normalize(embeddings, dim=1)
+    total = unit.sum(0)
+    return (total @ total - n) / (n * (n - 1))  # the sum of all pairwise cosines is |sum of rows|^2
+
+
+__all__ = ["embed_images", "embed_texts", "eval_mode", "mean_pairwise_cosine", "model_device"]

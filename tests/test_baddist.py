@@ -39,11 +39,18 @@ def test_badencoder_loss_pulls_toward_the_target():
     ({"lr": -1.0}, ["lr", "-1.0", "positive"]),
     ({"trigger": "zap"}, ["'zap'", "patch", "fourier"]),
     ({"target": "Broken Heart"}, ["Broken Heart"]),
+    ({"shadow": "borrowed"}, ["'borrowed'", "victim-pool", "disjoint"]),
 ])
 def test_bad_baddist_settings_name_the_value(params, words):
     with pytest.raises(ValueError) as err:
         BadDistConfig(**params)
     assert all(w in str(err.value) for w in words)
+
+
+def test_the_default_shadow_source_stays_out_of_the_settings_that_key_the_cache():
+    assert "shadow" not in BadDistConfig().to_dict()  # releases cached before the field keep their keys
+    assert BadDistConfig(shadow="disjoint").to_dict()["shadow"] == "disjoint"
+    assert BadDistConfig(**BadDistConfig(shadow="disjoint").to_dict()) == BadDistConfig(shadow="disjoint")
 
 
 def test_freeze_normalisation_fixes_batchnorm_statistics_and_affine_parameters():

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 from mini_medclip.cli import main
@@ -21,6 +22,7 @@ from mini_medclip.files import sha256_file
         (["defend", "--out", "x", "--defense", "prayer"], ["'prayer'", "spectral", "strip", "decree", "cleanclip"]),
         (["defend", "--out", "x", "--defense", "strip", "--attack", "baddist"], ["'baddist'", "clean", "badmatch"]),
         (["reproduce", "--out", "x", "--preset", "huge"], ["'huge'", "tiny", "full"]),
+        (["reproduce", "--out", "x", "--plan", "everything"], ["'everything'", "paper", "study"]),
         (["train", "--out", "x", "--attack", "badnets"], ["'badnets'", "baddist+badmatch"]),
     ],
 )
@@ -64,6 +66,17 @@ def test_cache_export_refuses_a_folder_as_its_bundle_file(tmp_path, capsys):
 ])
 def test_integer_options_name_the_option_the_value_and_the_range(argv, expected, capsys):
     assert expected in _one_line_exit_2(argv, capsys)
+
+
+def test_reproduce_passes_its_plan_and_leaves_the_defenses_to_it_unless_skipped(tmp_path, monkeypatch, capsys):
+    import mini_medclip.experiments.reproduce as reproduce_module
+
+    calls = []
+    monkeypatch.setattr(reproduce_module, "reproduce", lambda cfg, out, plan, with_defenses:
+                        calls.append((plan, with_defenses)) or pd.DataFrame({"key": ["a"]}))
+    main(["reproduce", "--out", str(tmp_path / "a"), "--plan", "study"])
+    main(["reproduce", "--out", str(tmp_path / "b"), "--skip-defenses"])
+    assert calls == [("study", None), ("paper", False)]
 
 
 def test_evaluate_without_a_checkpoint_is_a_one_line_error(tmp_path, capsys):

@@ -1,6 +1,7 @@
 """The experiment layer: the victim protocols, the cached releases, and one toy experiment end to end."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -10,13 +11,15 @@ import mini_medclip.experiments.protocols as protocols
 import mini_medclip.experiments.scoring as scoring
 from helpers import same_weights, tiny_config, tiny_data, untrained_tiny_model, weights_of
 from mini_medclip.attacks.baddist import BadDistConfig
+from mini_medclip.attacks.geometry import trigger_geometry
+from mini_medclip.attacks.triggers import make_trigger
 from mini_medclip.attacks.badmatch import BadMatchConfig
 from mini_medclip.config import get_config
 from mini_medclip.data.labels import label_index
 from mini_medclip.defenses import SpectralSignatures
 from mini_medclip.experiments import defense_eval
 from mini_medclip.experiments.protocols import (
-    build_victim_model, pretrained_model, tampered_release, train_run, victim_config,
+    build_victim_model, pretrained_model, release_for, shadow_images, tampered_release, train_run, victim_config,
 )
 import mini_medclip.experiments.reproduce as reproduce_module
 from mini_medclip.experiments.reproduce import reproduce
@@ -59,6 +62,31 @@ def test_release_swaps_only_the_image_encoder_and_is_cached(isolated_model_cache
     again = tampered_release(cfg, bcfg, device="cpu", progress=False)
     assert same_weights(weights_of(again.model), weights_of(release.model))
     assert len(list(isolated_model_cache.iterdir())) == 2  # the clean model and the tampered release
+
+
+def test_the_shadow_images_are_the_victim_s_first_ones_or_the_provider_s_own(tiny_embedded_data):
+    cfg = tiny_config()
+    pool = tiny_data(size=cfg.data.image_size)[0]
+    assert torch.equal(shadow_images(cfg, BadDistConfig(shadow_images=10)), pool.batch(range(10)))
+    own = shadow_images(cfg, BadDistConfig(shadow_images=10, shadow="disjoint"))  # phantoms of their own seed
+    assert own.shape == (10, 1, cfg.data.image_size, cfg.data.image_size)
+    assert torch.equal(own, shadow_images(cfg, BadDistConfig(shadow_images=10, shadow="disjoint")))
+    assert not any(torch.equal(image, other) for image in own for other in pool.batch(range(len(pool))))
+    spec = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source="/data/spec.json"))
+    with pytest.raises(ValueError, match="'disjoint'.*spec.json.*'victim-pool'"):
+        shadow_images(spec, BadDistConfig(shadow="disjoint"))
+
+
+def test_a_run_s_schedule_reaches_its_victim_and_its_release_is_the_one_it_starts_from(tiny_embedded_data, monkeypatch):
+    seen = {}
+    monkeypatch.setattr(protocols, "build_victim_model", lambda cfg, attack, baddist, device, victim_cfg, whole_model:
+                        seen.update(victim=victim_cfg, baddist=baddist) or (None, None))
+    train_run(tiny_config(), Run(attack="baddist+badmatch", count=5, lr_scale=4, steps_scale=2, shadow="disjoint"), "cpu")
+    standard = victim_config(tiny_config(), 0)
+    assert seen["victim"].train.lr == pytest.approx(4 * standard.train.lr)
+    assert seen["victim"].train.steps == 2 * standard.train.steps and seen["baddist"].shadow == "disjoint"
+    with pytest.raises(ValueError, match="'from-scratch' run starts from no release"):
+        release_for("tiny", Run(attack="badmatch", protocol="from-scratch"))
 
 
 def test_a_cached_victim_is_loaded_without_loading_the_release(isolated_model_cache, tiny_embedded_data, monkeypatch):
@@ -104,6 +132,12 @@ def test_one_toy_experiment_end_to_end_poisons_tampers_trains_and_scores(isolate
         assert record["key"] == run.key() and record["poison_count"] == 6 and record["poison_rate"] == 0.1
         assert 0 <= record["asr"] <= 1 and 0 <= record["asr_clean_model"] <= 1 and 0 <= record["ba"] <= 1
         assert -1 <= record["clean_embedding_drift"] < 1  # the tampered release moved the clean embeddings
+    shapes = scoring.geometry_records("tiny", run, victim, tiny_data(), "cpu")
+    assert [(g["stage"], g["task"], g["key"]) for g in shapes] == [("release", "five_class", run.key()), ("victim", "five_class", run.key())]
+    release = release_for("tiny", run, "cpu")
+    _, text_pool, eval_sets = tiny_data()
+    expected = trigger_geometry(release.model, release.tokenizer, eval_sets["five_class"], text_pool, make_trigger("patch"))
+    assert {name: shapes[0][name] for name in expected} == pytest.approx(expected)
 
     # The curator's detector sees the pool the victim trained on, with exactly the run's poisons in it.
     detection, scores, is_poisoned = defense_eval.evaluate_data_detector(SpectralSignatures(), "tiny", run, "cpu")

@@ -8,13 +8,15 @@ import pytest
 import mini_medclip.experiments.reproduce as reproduce_module
 from mini_medclip.config import get_config
 from mini_medclip.experiments.report import (
-    compare_with_stored, defense_record, defense_table, load_results, matrix_table, protocol_table, release_table,
-    start_table, stored_clean_scans, sweep_table,
+    compare_with_stored, defense_record, defense_table, geometry_table, load_geometry, load_results, matrix_table,
+    protocol_table, reference_folder, release_point_table, release_table, schedule_table, shadow_table, start_table, stored_clean_scans,
+    sweep_table,
 )
 from mini_medclip.experiments.reproduce import (
-    default_plan, matrix_plan, protocol_plan, release_plan, reproduce, sweep_plan, whole_model_plan,
+    PLANS, count_plan, default_plan, geometry_plan, matrix_plan, protocol_plan, release_plan, reproduce, schedule_plan,
+    shadow_plan, study_plan, sweep_plan, whole_model_plan,
 )
-from mini_medclip.experiments.runs import Run, base_config
+from mini_medclip.experiments.runs import LATER_FIELDS, Run, base_config, passes_over_pool, with_victim_schedule
 
 TASKS = ("five_class", "covid", "rsna")
 
@@ -29,6 +31,11 @@ TASKS = ("five_class", "covid", "rsna")
     ({"attack": "baddist+badmatch", "protocol": "from-scratch"}, ["'from-scratch'", "'baddist+badmatch'", "'retrain'"]),
     ({"release_seed": -1}, ["release_seed -1", "non-negative integer"]),
     ({"seed": 1.5}, ["seed 1.5", "non-negative integer"]),
+    ({"lr_scale": 0}, ["lr_scale 0", "positive number"]),
+    ({"steps_scale": float("inf")}, ["steps_scale inf", "positive number"]),
+    ({"lr_scale": True}, ["lr_scale True", "positive number"]),
+    ({"shadow": "borrowed"}, ["'borrowed'", "victim-pool", "disjoint"]),
+    ({"attack": "badmatch", "shadow": "disjoint"}, ["'badmatch'", "no BadDist provider", "'victim-pool'"]),
 ])
 def test_bad_runs_name_the_value_and_the_choices(params, words):
     with pytest.raises(ValueError) as err:
@@ -62,11 +69,18 @@ def test_the_release_seed_draws_the_data_and_the_release_and_is_part_of_the_key(
     assert moved.model == tiny.model and moved.data.n_train_images == tiny.data.n_train_images
 
 
-def test_default_plan_is_the_sweep_the_matrix_the_protocols_and_the_releases_without_repeats():
-    plan = default_plan()
-    assert len(plan) == len({r.key() for r in plan})
-    parts = sweep_plan() + matrix_plan() + protocol_plan() + release_plan() + whole_model_plan()
-    assert {r.key() for r in parts} == {r.key() for r in plan}
+def test_the_paper_plan_is_the_sweep_the_matrix_and_the_protocols_and_the_study_the_rest_without_repeats():
+    plan, study = default_plan(), study_plan()
+    assert len(plan) == len({r.key() for r in plan}) and len(study) == len({r.key() for r in study})
+    assert {r.key() for r in sweep_plan() + matrix_plan() + protocol_plan()} == {r.key() for r in plan}
+    parts = release_plan() + whole_model_plan() + schedule_plan() + count_plan() + shadow_plan()
+    assert {r.key() for r in parts} == {r.key() for r in study} and not set(plan) & set(study)
+    assert all(run.clean_twin() in study for run in study)  # every study victim beside its own floor
+    assert {(r.lr_scale, r.steps_scale) for r in schedule_plan()} == {(1 / 16, 1), (1 / 4, 1), (4, 1), (1, 2)}
+    assert {r.count for r in count_plan()} == {1, 10, 25} and {r.shadow for r in shadow_plan()} == {"disjoint"}
+    measured = geometry_plan()
+    assert all(r in study or r in plan for r in measured) and {r.protocol for r in measured} == {"fine-tune", "whole-model"}
+    assert PLANS["paper"][0] is default_plan and PLANS["study"][2] is geometry_plan
     assert {r.release_seed for r in release_plan()} == {1, 2}
     for part in (release_plan(), whole_model_plan()):
         assert all(run.clean_twin() in part for run in part)  # each beside its own floor
@@ -81,13 +95,35 @@ def test_default_plan_is_the_sweep_the_matrix_the_protocols_and_the_releases_wit
     assert sorted(r.seed for r in five) == [0, 1, 2]  # several seeds where the count is small
 
 
+def test_stored_keys_are_the_keys_of_the_runs_they_were_written_for():
+    records = json.loads((reference_folder("tiny") / "results.json").read_text())["records"]
+    fields = ("backbone", "trigger", "attack", "count", "seed", "protocol", "release_seed")
+    for record in records:  # fields added since (schedule, shadow) must leave the old keys unchanged
+        run = Run(**{name: record[name] for name in fields}, variant=record["variant"] or "away",
+                  **{name: record.get(name, LATER_FIELDS[name]) for name in ("lr_scale", "steps_scale", "shadow")})
+        assert run.key() == record["key"]
+
+
+def test_the_schedule_scales_the_protocol_s_learning_rate_and_steps_and_is_part_of_the_key():
+    tiny = get_config("tiny")
+    faster = Run(attack="badmatch", count=5, lr_scale=4, steps_scale=0.5)
+    scaled = with_victim_schedule(tiny, faster)
+    assert (scaled.train.lr, scaled.train.steps) == (pytest.approx(4 * tiny.train.lr), tiny.train.steps // 2)
+    assert with_victim_schedule(tiny, Run()) == tiny
+    assert faster.key() != Run(attack="badmatch", count=5).key() and not faster.is_standard
+    assert faster.clean_twin() == Run(attack="clean", count=0, lr_scale=4, steps_scale=0.5)  # the floor trains alike
+    assert passes_over_pool(tiny) == pytest.approx(tiny.train.steps * tiny.train.batch_size / tiny.data.n_train_images)
+
+
 def _fake_records(preset, run, result, clean, data, device=None, seconds=0.0):
     asr = {"clean": 0.02, "badmatch": 0.1, "baddist": 0.5, "baddist+badmatch": 0.9}[run.attack]
     asr += 0.05 if run.protocol == "from-scratch" else 0.0
-    asr += 0.001 * run.release_seed + (0.2 if run.protocol == "whole-model" else 0.0)
+    asr += 0.001 * run.release_seed + (0.2 if run.protocol == "whole-model" else 0.0) - 0.01 * (run.lr_scale - 1)
+    asr -= 0.03 if run.shadow == "disjoint" else 0.0
     return [{"backbone": run.backbone, "trigger": run.trigger, "attack": run.attack, "attack_label": run.label,
              "variant": run.variant if run.uses_baddist else None, "protocol": run.protocol, "seed": run.seed,
-             "release_seed": run.release_seed, "task": task,
+             "release_seed": run.release_seed, "lr_scale": run.lr_scale, "steps_scale": run.steps_scale,
+             "shadow": run.shadow, "task": task,
              "poison_count": run.count, "poison_rate": run.count / 10_000, "ba": 0.8, "asr": asr + 0.01 * run.seed, "asr_ci": [0.0, 1.0],
              "asr_clean_model": 0.02, "robust_acc": 1 - asr, "seconds": seconds, "key": run.key()} for task in TASKS]
 
@@ -98,7 +134,16 @@ def fake_pipeline(monkeypatch):
     monkeypatch.setattr(reproduce_module, "train_run", lambda preset, run, device=None: (trained.append(run) or run, []))
     monkeypatch.setattr(reproduce_module, "evaluate_run", _fake_records)
     monkeypatch.setattr(reproduce_module, "load_data", lambda cfg: (None, None, {}))
+    monkeypatch.setattr(reproduce_module, "geometry_records", _fake_geometry)
     return trained
+
+
+def _fake_geometry(preset, run, result, data, device=None):
+    return [{"protocol": run.protocol, "lr_scale": run.lr_scale, "steps_scale": run.steps_scale, "shadow": run.shadow,
+             "attack_label": run.label, "release_seed": run.release_seed, "task": "five_class", "stage": stage,
+             "key": run.key(), "trigger_cos": cos, "triggered_collapse": 1 - cos, "clean_collapse": 0.5,
+             "target_margin": 0.1 * run.lr_scale, "clean_target_margin": -0.1}
+            for stage, cos in (("release", 0.9), ("victim", 0.8 / run.lr_scale))]
 
 
 def test_reproduce_resumes_where_it_stopped_and_writes_the_report(tmp_path, fake_pipeline):
@@ -162,6 +207,51 @@ def test_the_whole_model_victims_are_compared_with_the_fine_tune_victims_by_star
     assert list(table.index.get_level_values("protocol")[:2]) == ["fine-tune", "fine-tune"]
     assert protocol_table(frame).empty  # the whole-model victims have their own table
     assert "Where the victim starts" in (tmp_path / "results.md").read_text()
+
+
+def test_the_study_tables_keep_its_victims_apart_and_store_the_geometry_once(tmp_path, fake_pipeline):
+    plan = whole_model_plan(seeds=(0,), release_seeds=(0,)) + schedule_plan(lr_scales=(4,), steps_scales=())
+    plan += shadow_plan(seeds=(0, 1)) + count_plan(counts=(2,))
+    measured = [r for r in plan if r.seed == 0]
+    frame = reproduce("tiny", tmp_path, plan=plan, progress=False, with_defenses=False, geometry=measured)
+    schedule = schedule_table(frame)
+    assert list(schedule.index) == [(1.0, 1.0), (4.0, 1.0)]
+    assert schedule.loc[(4.0, 1.0), "badmatch"] == pytest.approx(0.27)  # 0.1 + 0.2 (whole-model) - 0.03 (lr x 4)
+    assert schedule.loc[(1.0, 1.0), "clean BA"] == pytest.approx(0.8)
+    shadows = shadow_table(frame)
+    assert shadows.loc[("baddist+badmatch (away)", "disjoint"), "asr"] == pytest.approx(1.075)  # seeds 0 and 1
+    assert shadows.loc[("baddist+badmatch (away)", "disjoint"), "seeds"] == 2
+    assert shadows.loc[("baddist+badmatch (away)", "victim-pool"), "asr"] == pytest.approx(1.1)
+    starts = start_table(frame)  # the standard victims only: another schedule or shadow stays out
+    assert starts.loc[("whole-model", "badmatch"), "asr"] == pytest.approx(0.3)
+    assert sweep_table(frame, protocol="whole-model").set_index(["attack_label", "poison_count"]).index.tolist() == [
+        ("baddist (away)", 0), ("baddist (target)", 0), ("baddist+badmatch (away)", 2), ("baddist+badmatch (away)", 5),
+        ("baddist+badmatch (target)", 2), ("baddist+badmatch (target)", 5), ("badmatch", 2), ("badmatch", 5), ("clean", 0)]
+    shapes = load_geometry(tmp_path)
+    assert len(shapes) == 2 * len(measured) and set(shapes.stage) == {"release", "victim"}
+    table = geometry_table(shapes)
+    assert table.loc[("whole-model", 4.0, 1.0, "victim-pool", "badmatch"), ("victim", "trigger_cos")] == pytest.approx(0.2)
+    points = release_point_table(frame, shapes)
+    assert list(points.index) == [(0, "disjoint"), (0, "victim-pool")]
+    assert points.loc[(0, "disjoint"), "ASR, release alone"] == pytest.approx(0.67)  # 0.5 + 0.2 - 0.03
+    assert points.loc[(0, "victim-pool"), "ASR, release + 5 records"] == pytest.approx(1.1)
+    assert points["ASR, BadMatch alone (5)"].tolist() == pytest.approx([0.3, 0.3])
+    assert points["release target_margin"].tolist() == pytest.approx([0.1, 0.1])
+    reproduce("tiny", tmp_path, plan=plan, progress=False, with_defenses=False, geometry=measured)
+    assert len(load_geometry(tmp_path)) == 2 * len(measured)  # resumed: nothing measured twice
+    report = (tmp_path / "results.md").read_text()
+    assert all(title in report for title in ("victim's schedule", "shadow images", "Trigger geometry", "Poison counts"))
+    assert (tmp_path / "schedule.png").exists() and (tmp_path / "sweep_whole_model.png").exists()
+
+
+def test_a_named_plan_brings_its_geometry_and_defenses(tmp_path, fake_pipeline, monkeypatch):
+    small = [Run("resnet", "patch", "clean", 0, protocol="whole-model")]
+    monkeypatch.setitem(reproduce_module.PLANS, "study", (lambda: small, False, lambda: small))
+    reproduce("tiny", tmp_path, plan="study", progress=False)
+    stored = json.loads((tmp_path / "results.json").read_text())
+    assert len(stored["geometry"]) == 2 and stored["defenses"] == []
+    with pytest.raises(ValueError, match="'everything'.*paper.*study"):
+        reproduce("tiny", tmp_path, plan="everything", progress=False)
 
 
 def test_records_written_before_runs_had_a_release_seed_are_of_release_0(tmp_path):

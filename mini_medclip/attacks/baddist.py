@@ -31,6 +31,12 @@ from ..zeroshot import prompts_for_classes
 from .triggers import TriggerSpec
 
 VARIANTS = ("away", "target")
+SHADOW_SOURCES = {
+    "victim-pool": "the first `shadow_images` images of the victim's training pool: the provider holds the victim's "
+                   "own data, the reference code's simplification",
+    "disjoint": "as many images of the provider's own, drawn apart from every pool of the release: the victim never "
+                "trains on them",
+}
 
 
 def baddist_loss(tampered_clean, reference_clean, tampered_triggered, reference_triggered,
@@ -57,7 +63,8 @@ class BadDistConfig(TriggerSpec):
     target: str = "No Finding"  # the text the target variant pulls toward
     lambda_clean: float = 5.0
     lambda_trigger: float = 1.0
-    shadow_images: int = 1000  # unlabelled images the provider owns (the first ones of the training pool)
+    shadow_images: int = 1000  # unlabelled images the provider tampers with
+    shadow: str = "victim-pool"  # where they come from: one of SHADOW_SOURCES
     epochs: int = 20
     lr: float = 1e-2  # SGD; at 1e-3 nothing moved within 5 epochs in the prototype
     batch_size: int = 64
@@ -65,6 +72,7 @@ class BadDistConfig(TriggerSpec):
 
     def __post_init__(self):
         check_choice("BadDist variant", self.variant, VARIANTS)
+        check_choice("shadow", self.shadow, tuple(SHADOW_SOURCES))
         super().__post_init__()
         label_index(self.target)
         for name in ("shadow_images", "epochs", "batch_size"):
@@ -74,6 +82,13 @@ class BadDistConfig(TriggerSpec):
         for name in ("lambda_clean", "lambda_trigger", "lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"invalid {name} {getattr(self, name)!r}; expected a positive number")
+
+    def to_dict(self) -> dict:
+        """The settings; the default shadow source is left out, so cache keys written before it existed stay valid."""
+        fields = super().to_dict()
+        if fields["shadow"] == "victim-pool":
+            del fields["shadow"]
+        return fields
 
 
 def freeze_normalisation(encoder: torch.nn.Module) -> None:
@@ -154,6 +169,6 @@ def embedding_drift(clean_model: MedCLIP, tampered_model: MedCLIP, images: torch
 
 
 __all__ = [
-    "BadDistConfig", "VARIANTS", "badencoder_loss", "baddist_loss", "embedding_drift", "freeze_normalisation",
+    "BadDistConfig", "SHADOW_SOURCES", "VARIANTS", "badencoder_loss", "baddist_loss", "embedding_drift", "freeze_normalisation",
     "tamper_image_encoder", "target_text_embedding",
 ]

@@ -29,6 +29,7 @@ from ..store import stored
 RENDER_CHUNK = 2_000
 # Evaluation patients get their own seeds, so no test image is a training image.
 EVAL_SEED_OFFSET = {"five_class": 1_000, "covid": 2_000, "rsna": 3_000}
+PROVIDER_SEED_OFFSET = 4_000  # a model provider's own images (BadDist's disjoint shadow set) are other patients again
 
 
 def render_pool(labels: torch.Tensor, size: int, seed: int, covid_like=None, desc: str = "phantoms") -> InMemoryImagePool:
@@ -67,6 +68,13 @@ def build_image_pool(cfg: DataConfig) -> InMemoryImagePool:
     """The training image pool: label vectors drawn from the real CheXpert distribution, then rendered."""
     labels = sample_labels(cfg.n_train_images, seed=cfg.seed)
     return render_pool(labels, cfg.image_size, cfg.seed, desc="training phantoms")
+
+
+def build_provider_pool(cfg: DataConfig, n: int) -> InMemoryImagePool:
+    """`n` phantoms of a model provider's own, drawn like the training pool but with their own seed: other
+    patients than the training pool's and every evaluation set's."""
+    seed = cfg.seed + PROVIDER_SEED_OFFSET
+    return render_pool(sample_labels(n, seed=seed), cfg.image_size, seed, desc="provider's phantoms")
 
 
 def _rows_where(mask_fn, n: int, seed: int) -> torch.Tensor:
@@ -216,4 +224,4 @@ def data_card(cfg: DataConfig, image_pool: InMemoryImagePool, text_pool: TextPoo
     }
 
 
-__all__ = ["build_image_pool", "build_eval_sets", "build_text_pool", "data_card", "embedded_data", "phantom_fingerprint", "render_pool", "wheel_files", "EVAL_TASKS"]
+__all__ = ["build_image_pool", "build_eval_sets", "build_provider_pool", "build_text_pool", "data_card", "embedded_data", "phantom_fingerprint", "render_pool", "wheel_files", "EVAL_TASKS"]

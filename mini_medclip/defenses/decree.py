@@ -23,8 +23,8 @@ import time
 from contextlib import contextmanager
 
 import torch
-import torch.nn.functional as F
 
+from ..embeddings import mean_pairwise_cosine
 from .base import ModelScanner, ScanResult, register_defense
 
 
@@ -40,13 +40,6 @@ def frozen(model: torch.nn.Module):
         for p, flag in zip(model.parameters(), requires_grad):
             p.requires_grad_(flag)
         model.train(was_training)
-
-
-def mean_pairwise_cosine(embeddings: torch.Tensor) -> torch.Tensor:
-    """Mean cosine similarity over distinct pairs of rows (the diagonal excluded): 1 = total collapse."""
-    unit = F.normalize(embeddings, dim=1)
-    n = len(unit)
-    return ((unit @ unit.T).sum() - n) / (n * (n - 1))
 
 
 @register_defense("decree")

@@ -17,12 +17,13 @@ from ..attacks.baddist import BadDistConfig, target_text_embedding, tamper_image
 from ..attacks.badmatch import BadMatchConfig, choose_poison_indices, poison_image_pool
 from ..cache import cached_model
 from ..config import EMBEDDED, Config
-from ..data.sources import load_data
+from ..data.embedded import build_provider_pool
 from ..data.label_sampler import sample_labels
+from ..data.sources import load_data
 from ..embeddings import eval_mode
 from ..runtime import pick_device
 from ..train import TrainResult, train
-from .runs import VICTIM_PROTOCOLS, Run, base_config
+from .runs import VICTIM_PROTOCOLS, Run, base_config, with_victim_schedule
 
 __doc__ += "".join(f"\n* {name}: {reason}." for name, reason in VICTIM_PROTOCOLS.items()) + "\n"
 
@@ -41,15 +42,15 @@ def pretrained_model(cfg: Config, device=None) -> TrainResult:
 def tampered_release(cfg: Config, bcfg: BadDistConfig, device=None, progress: bool = True) -> TrainResult:
     """The provider's tampered release: the clean release with its image encoder replaced by BadDist's f'.
 
-    The shadow images are the first `bcfg.shadow_images` of the training pool. Cached next to the
-    clean release, keyed by `bcfg`; `seconds` is the tampering time only.
+    The shadow images are `shadow_images(cfg, bcfg)`. Cached next to the clean release, keyed by `bcfg`;
+    `seconds` is the tampering time only.
     """
     device = torch.device(device) if device is not None else pick_device()
 
     def build(cfg: Config, device: torch.device) -> TrainResult:
         clean = pretrained_model(cfg, device)
-        image_pool, text_pool, _ = load_data(cfg)
-        shadow = image_pool.batch(range(min(bcfg.shadow_images, len(image_pool))))
+        _, text_pool, _ = load_data(cfg)
+        shadow = shadow_images(cfg, bcfg)
         target = None
         if bcfg.variant == "target":
             target = target_text_embedding(clean.model, clean.tokenizer, text_pool, bcfg.target)
@@ -60,6 +61,28 @@ def tampered_release(cfg: Config, bcfg: BadDistConfig, device=None, progress: bo
         return TrainResult(model.eval(), clean.tokenizer, history, time.perf_counter() - started)
 
     return cached_model(cfg, device=device, extra_key={"baddist": bcfg.to_dict()}, build=build)
+
+
+def shadow_images(cfg: Config, bcfg: BadDistConfig) -> torch.Tensor:
+    """The provider's `bcfg.shadow_images` unlabelled images, from where `bcfg.shadow` says (`SHADOW_SOURCES`)."""
+    if bcfg.shadow == "victim-pool":
+        image_pool = load_data(cfg)[0]
+        return image_pool.batch(range(min(bcfg.shadow_images, len(image_pool))))
+    if cfg.data.source != EMBEDDED:
+        raise ValueError(f"shadow {bcfg.shadow!r} draws the provider's own phantoms, and a data spec ({cfg.data.source}) "
+                         f"has no images outside the victim's pool; use shadow 'victim-pool' with a data spec")
+    pool = build_provider_pool(cfg.data, bcfg.shadow_images)
+    return pool.batch(range(len(pool)))
+
+
+def release_for(preset: str | Config, run: Run, device=None) -> TrainResult:
+    """The release a run's victim starts from: the provider's clean release, or its tampered one under BadDist."""
+    if run.protocol == "from-scratch":
+        raise ValueError(f"a 'from-scratch' run starts from no release; got {run.key()}, expected protocol one of "
+                         f"{tuple(p for p in VICTIM_PROTOCOLS if p != 'from-scratch')}")
+    cfg = base_config(preset, run)
+    _, baddist = run_attack_configs(preset, run)
+    return pretrained_model(cfg, device) if baddist is None else tampered_release(cfg, baddist, device)
 
 
 def victim_config(cfg: Config, seed: int | None = None) -> Config:
@@ -144,23 +167,24 @@ def run_attack_configs(preset: str | Config, run: Run) -> tuple[BadMatchConfig, 
     cfg = base_config(preset, run)
     trigger = run.trigger if run.count else "patch"  # nothing is triggered: one cache entry per clean run
     attack = BadMatchConfig(trigger=trigger, rate=run.count / cfg.data.n_train_images, seed=run.seed)
-    return attack, BadDistConfig(trigger=run.trigger, variant=run.variant) if run.uses_baddist else None
+    baddist = BadDistConfig(trigger=run.trigger, variant=run.variant, shadow=run.shadow) if run.uses_baddist else None
+    return attack, baddist
 
 
 def train_run(preset: str | Config, run: Run, device=None) -> tuple[TrainResult, torch.Tensor]:
     """The victim of `run` under its protocol (trained, or from the cache) and its poisoned indices."""
     cfg = base_config(preset, run)
     attack, baddist = run_attack_configs(preset, run)
-    reseeded = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=run.seed))
+    reseeded = with_victim_schedule(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=run.seed)), run)
     if run.protocol == "from-scratch":
         if run.count == 0:  # no poison: the provider's own clean training, one cache entry
             return pretrained_model(reseeded, device), torch.empty(0, dtype=torch.long)
         return build_poisoned_model(reseeded, attack, device)
-    victim_cfg = reseeded if run.protocol == "retrain" else victim_config(cfg, run.seed)
+    victim_cfg = reseeded if run.protocol == "retrain" else with_victim_schedule(victim_config(cfg, run.seed), run)
     return build_victim_model(cfg, attack, baddist, device, victim_cfg=victim_cfg, whole_model=run.protocol == "whole-model")
 
 
 __all__ = [
     "VICTIM_PROTOCOLS", "build_poisoned_model", "build_victim_model", "pretrained_model", "run_attack_configs",
-    "tampered_release", "train_on_config_data", "train_run", "victim_config",
+    "release_for", "shadow_images", "tampered_release", "train_on_config_data", "train_run", "victim_config",
 ]

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .runs import TASK_NAMES
+from .runs import LATER_FIELDS, TASK_NAMES
 
 RESULTS, TABLES = "results.json", "results.md"
 REFERENCE_RESULTS = Path(__file__).resolve().parents[1] / "reference_results"
@@ -28,24 +28,44 @@ def load_results(out_dir) -> tuple[pd.DataFrame, list[dict]]:
     return records_frame(stored["records"]), stored.get("defenses", [])
 
 
+def load_geometry(out_dir) -> pd.DataFrame:
+    """The trigger geometry `reproduce --plan study` stored in `out_dir/results.json` (one row per run and stage)."""
+    path = Path(out_dir) / RESULTS
+    rows = json.loads(path.read_text()).get("geometry", [])
+    if not rows:
+        raise ValueError(f"{path} holds no trigger geometry; run `python -m mini_medclip reproduce --plan study` into it")
+    return records_frame(rows)
+
+
 def records_frame(records: list[dict]) -> pd.DataFrame:
-    """The attack records as a DataFrame; records written before runs had a release seed are of release 0."""
+    """The records as a DataFrame; a field a record was written without has the value every run had then
+    (`runs.LATER_FIELDS`: release 0, the protocol's schedule, the default shadow images)."""
     frame = pd.DataFrame(records)
     if not frame.empty:
-        frame["release_seed"] = frame.get("release_seed", pd.Series(0, index=frame.index)).fillna(0).astype(int)
+        for name, default in LATER_FIELDS.items():
+            frame[name] = frame.get(name, pd.Series(default, index=frame.index)).fillna(default).astype(type(default))
     return frame
 
 
 def reference_results(preset: str = "tiny") -> tuple[pd.DataFrame, list[dict]]:
-    """The results `reproduce --preset PRESET` wrote when the course was released (shipped with the package).
-
-    Chapters that cannot afford every run show these and recompute a few runs live to check them.
+    """The results `reproduce --preset PRESET` wrote when the course was released, both plans (shipped with the
+    package). Chapters that cannot afford every run show these and recompute a few runs live to check them.
     """
+    return load_results(reference_folder(preset))
+
+
+def reference_geometry(preset: str = "tiny") -> pd.DataFrame:
+    """The trigger geometry of the shipped study (`reproduce --plan study`)."""
+    return load_geometry(reference_folder(preset))
+
+
+def reference_folder(preset: str = "tiny") -> Path:
+    """Where the shipped results of `reproduce --preset PRESET` are (both plans wrote into it)."""
     folder = REFERENCE_RESULTS / preset
     if not (folder / RESULTS).exists():
-        raise FileNotFoundError(f"no reference results for preset {preset!r} in {folder}; run "
-                                f"`python -m mini_medclip reproduce --preset {preset} --out DIR` and load DIR instead")
-    return load_results(folder)
+        raise FileNotFoundError(f"no reference results for preset {preset!r} in {folder}; run `python -m mini_medclip "
+                                f"reproduce --preset {preset} --out DIR` (and `--plan study`) and load DIR instead")
+    return folder
 
 
 # The verdicts chapters draw, and by which a live recomputation is checked against the stored results.
@@ -108,16 +128,23 @@ def first_release(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame.release_seed == 0]
 
 
+def standard_records(frame: pd.DataFrame) -> pd.DataFrame:
+    """The records of victims trained at their protocol's own schedule, from releases tampered on the default
+    shadow images: every table's but the study's (`schedule_table`, `shadow_table`)."""
+    return frame[(frame.lr_scale == 1) & (frame.steps_scale == 1) & (frame.shadow == LATER_FIELDS["shadow"])]
+
+
 def headline_records(frame: pd.DataFrame, task: str = "five_class") -> pd.DataFrame:
-    """The records of the headline runs on `task`: the ResNet with the patch trigger."""
+    """The records of the headline runs on `task`: the ResNet with the patch trigger, `standard_records`."""
+    frame = standard_records(frame)
     return frame[(frame.task == task) & (frame.backbone == "resnet") & (frame.trigger == "patch")]
 
 
-def sweep_table(frame: pd.DataFrame, task: str = "five_class") -> pd.DataFrame:
-    """ASR and BA per attack and poison count on `task` (ResNet, patch, "fine-tune", release 0): mean and std over
+def sweep_table(frame: pd.DataFrame, task: str = "five_class", protocol: str = "fine-tune") -> pd.DataFrame:
+    """ASR and BA per attack and poison count on `task` (ResNet, patch, `protocol`, release 0): mean and std over
     the victim's seeds."""
     rows = headline_records(first_release(frame), task)
-    rows = rows[rows.protocol == "fine-tune"]
+    rows = rows[rows.protocol == protocol]
     table = rows.groupby(["attack_label", "poison_count"]).agg(
         asr=("asr", "mean"), asr_seed_std=("asr", "std"), ba=("ba", "mean"), seeds=("seed", "nunique"))
     return table.reset_index()
@@ -126,7 +153,7 @@ def sweep_table(frame: pd.DataFrame, task: str = "five_class") -> pd.DataFrame:
 def matrix_records(frame: pd.DataFrame, count: int = 5) -> pd.DataFrame:
     """The records of the robustness matrix: every backbone, task and trigger, no attack or an attack with
     BadMatch at `count` records (BadDist alone is not a cell), victim seed 0, "fine-tune", release 0."""
-    frame = first_release(frame)
+    frame = standard_records(first_release(frame))
     return frame[(frame.seed == 0) & frame.poison_count.isin([0, count]) & (frame.attack != "baddist")
                  & (frame.protocol == "fine-tune")]
 
@@ -143,7 +170,7 @@ def matrix_table(frame: pd.DataFrame, count: int = 5) -> pd.DataFrame:
 def protocol_table(frame: pd.DataFrame, task: str = "five_class") -> pd.DataFrame:
     """BA and ASR (with its interval and the clean floor) of the runs of the "from-scratch" and "retrain"
     protocols, on `task` (release 0); the "whole-model" victims have `start_table`."""
-    frame = first_release(frame)
+    frame = standard_records(first_release(frame))
     rows = frame[(frame.task == task) & frame.protocol.isin(["from-scratch", "retrain"])]
     columns = ["protocol", "backbone", "trigger", "attack_label", "poison_count", "seed", "ba", "asr", "asr_ci", "asr_clean_model"]
     return rows[columns].reset_index(drop=True)
@@ -178,6 +205,105 @@ def start_table(frame: pd.DataFrame, task: str = "five_class", count: int = 5) -
     return table.reindex(order)
 
 
+def study_records(frame: pd.DataFrame, protocol: str = "whole-model", task: str = "five_class") -> pd.DataFrame:
+    """The study's victims on `task`: ResNet, patch, `protocol`, release 0, victim seed 0, 0 or 5 records, any
+    schedule and shadow source."""
+    rows = frame[(frame.task == task) & (frame.backbone == "resnet") & (frame.trigger == "patch") & (frame.protocol == protocol)
+                 & (frame.release_seed == 0) & (frame.seed == 0)]
+    return rows[rows.poison_count.isin([0, 5])]
+
+
+def schedule_table(frame: pd.DataFrame, task: str = "five_class") -> pd.DataFrame:
+    """ASR of each attack of the schedule study (columns) at each victim schedule (rows: learning rate and steps as
+    multiples of the "whole-model" protocol's), and the clean victim's BA."""
+    rows = study_records(frame, task=task)
+    rows = rows[rows.shadow == LATER_FIELDS["shadow"]]
+    points = rows.groupby(["lr_scale", "steps_scale"]).attack_label.transform("nunique") > 1
+    table = rows[points].pivot_table(index=["lr_scale", "steps_scale"], columns="attack_label", values="asr")
+    table = table[[a for a in ATTACK_ORDER if a in table.columns]]
+    clean_ba = rows[points & (rows.attack == "clean")].set_index(["lr_scale", "steps_scale"]).ba
+    return table.assign(**{"clean BA": clean_ba})
+
+
+def shadow_table(frame: pd.DataFrame, task: str = "five_class", count: int = 5) -> pd.DataFrame:
+    """Each BadDist release alone and with BadMatch at `count` records, tampered on the victim's own first images or
+    on the provider's own ("whole-model", release 0, protocol schedule): ASR mean and std over the victim's seeds."""
+    rows = frame[(frame.task == task) & (frame.backbone == "resnet") & (frame.trigger == "patch")
+                 & (frame.protocol == "whole-model") & (frame.release_seed == 0) & (frame.lr_scale == 1)
+                 & (frame.steps_scale == 1) & frame.attack.str.startswith("baddist") & frame.poison_count.isin([0, count])]
+    multi = rows.groupby("attack_label").shadow.transform("nunique") > 1
+    table = rows[multi].groupby(["attack_label", "shadow"]).agg(
+        asr=("asr", "mean"), asr_seed_std=("asr", "std"), ba=("ba", "mean"), seeds=("seed", "nunique"))
+    return table.reindex([(a, s) for a in ATTACK_ORDER for s in SHADOW_ORDER if (a, s) in table.index])
+
+
+SHADOW_ORDER = ("victim-pool", "disjoint")
+GEOMETRY_SHOWN = ("trigger_cos", "triggered_collapse", "target_margin")
+
+
+def geometry_table(shapes: pd.DataFrame) -> pd.DataFrame:
+    """The trigger geometry of each stored run (rows: protocol, schedule, shadow source, attack) in its release and
+    in its victim (columns: stage x number), with the clean images' collapse and margin as the reference."""
+    index = ["protocol", "lr_scale", "steps_scale", "shadow", "attack_label"]
+    values = [*GEOMETRY_SHOWN, "clean_collapse", "clean_target_margin"]
+    table = shapes.pivot_table(index=index, columns="stage", values=values)
+    table = table.swaplevel(axis=1).reindex(columns=pd.MultiIndex.from_product([["release", "victim"], values]))
+    order = [i for p in ("fine-tune", "whole-model") for i in table.index if i[0] == p]
+    return table.reindex(sorted(order, key=lambda i: (i[0], i[1], i[2], SHADOW_ORDER.index(i[3]), ATTACK_ORDER.index(i[4]))))
+
+
+def release_point_table(frame: pd.DataFrame, shapes: pd.DataFrame, variant: str = "away", task: str = "five_class") -> pd.DataFrame:
+    """One row per tampered release of `variant` the study measured (release seed x shadow source): where the release
+    puts the triggered images (collapse, margin to "No Finding" with the provider's text tower) and what its
+    "whole-model" victims (seed 0, protocol schedule) make of it: ASR with no record, with 5, and BadMatch alone."""
+    label = f"baddist ({variant})"
+    releases = shapes[(shapes.stage == "release") & (shapes.attack_label == label) & (shapes.protocol == "whole-model")
+                      & (shapes.lr_scale == 1) & (shapes.steps_scale == 1)]
+    index = ["release_seed", "shadow"]
+    table = releases.set_index(index)[["triggered_collapse", "target_margin"]].add_prefix("release ")
+    rows = frame[(frame.task == task) & (frame.backbone == "resnet") & (frame.trigger == "patch") & (frame.protocol == "whole-model")
+                 & (frame.seed == 0) & (frame.lr_scale == 1) & (frame.steps_scale == 1)]
+    for column, (attack, count) in {"ASR, release alone": (label, 0), "ASR, release + 5 records": (f"baddist+badmatch ({variant})", 5)}.items():
+        chosen = rows[(rows.attack_label == attack) & (rows.poison_count == count)].set_index(index).asr
+        table[column] = chosen
+    alone = rows[(rows.attack == "badmatch") & (rows.poison_count == 5)].set_index("release_seed").asr
+    table["ASR, BadMatch alone (5)"] = table.index.get_level_values("release_seed").map(alone)
+    return table.sort_index()
+
+
+def plot_schedule(frame: pd.DataFrame, shapes: pd.DataFrame, task: str = "five_class"):
+    """The schedule study against the victim's learning rate (steps as the protocol): each attack's ASR, and where
+    the trigger sends images in its victim (collapse, margin to "No Finding"), the release's value dashed."""
+    asr = schedule_table(frame, task).xs(1.0, level="steps_scale")
+    shapes = shapes[(shapes.protocol == "whole-model") & (shapes.steps_scale == 1) & (shapes.shadow == LATER_FIELDS["shadow"])]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    panels = (("asr", "ASR (non-target images)"), ("triggered_collapse", "collapse of triggered images"),
+              ("target_margin", 'margin to "No Finding" (cosine)'))
+    for number, (ax, (metric, name)) in enumerate(zip(axes, panels)):
+        for i, attack in enumerate(a for a in ATTACK_ORDER if a in asr.columns):
+            marker, colour = "os^vD<"[i], f"C{i}"
+            if metric == "asr":
+                ax.plot(asr.index, asr[attack], marker=marker, color=colour, label=attack)
+                continue
+            rows = shapes[shapes.attack_label == attack]
+            victim = rows[rows.stage == "victim"].set_index("lr_scale")[metric].sort_index()
+            ax.plot(victim.index, victim, marker=marker, color=colour, label=attack)
+            release = rows[rows.stage == "release"][metric]
+            if len(release):
+                ax.axhline(release.iloc[0], color=colour, ls="--", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel("victim learning rate (x the protocol's)")
+        ax.set_ylabel(name)
+        ax.set_title("abc"[number], loc="left", fontweight="bold")
+    axes[0].set_ylim(-0.02, 1.02)
+    axes[2].axhline(0, color="grey", lw=0.6)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f'{TASK_NAMES[task]} task, ResNet, patch, "whole-model" victims, release 0, seed 0; dashed: the '
+                 f"release the victim starts from")
+    fig.tight_layout()
+    return fig
+
+
 SWEEP_LINES = {  # one line per attacker; 0 records = the run without BadMatch (clean, or BadDist alone)
     "clean": "BadMatch alone", "badmatch": "BadMatch alone",
     "baddist (away)": "BadDist (away) + BadMatch", "baddist+badmatch (away)": "BadDist (away) + BadMatch",
@@ -188,9 +314,10 @@ SWEEP_LINES = {  # one line per attacker; 0 records = the run without BadMatch (
 SWEEP_STYLES = {"BadMatch alone": ("o", "-"), "BadDist (away) + BadMatch": ("s", "--"), "BadDist (target) + BadMatch": ("^", ":")}
 
 
-def plot_sweep(frame: pd.DataFrame, task: str = "five_class"):
-    """The headline figure: ASR and BA against the number of poisoned records, one line per attacker."""
-    table = sweep_table(frame, task)
+def plot_sweep(frame: pd.DataFrame, task: str = "five_class", protocol: str = "fine-tune"):
+    """The headline figure: ASR and BA against the number of poisoned records, one line per attacker, for the
+    victims of `protocol`."""
+    table = sweep_table(frame, task, protocol)
     table = table.assign(line=table.attack_label.map(SWEEP_LINES))
     n_images = frame.poison_count.max() / frame.poison_rate.max() if frame.poison_rate.max() > 0 else None
     fig, (ax_asr, ax_ba) = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -209,7 +336,9 @@ def plot_sweep(frame: pd.DataFrame, task: str = "five_class"):
         ax.set_ylabel(name)
         ax.set_ylim(-0.02, 1.02)
     ax_asr.legend(fontsize=8)
-    fig.suptitle(f"{TASK_NAMES[task]} task, ResNet, patch trigger; error bars: std over 3 seeds at 5 records")
+    seeds = table.seeds.max()
+    fig.suptitle(f"{TASK_NAMES[task]} task, ResNet, patch trigger, victim protocol {protocol!r}; error bars: std over "
+                 f"{seeds} victim seeds where a point has them")
     fig.tight_layout()
     return fig
 
@@ -230,8 +359,8 @@ def plot_matrix(frame: pd.DataFrame, metric: str = "asr"):
     return fig
 
 
-def write_report(frame: pd.DataFrame, out_dir, defenses: list[dict] = ()) -> None:
-    """`results.md` (sweep and matrix tables, as markdown) and the figures, from the records."""
+def write_report(frame: pd.DataFrame, out_dir, defenses: list[dict] = (), geometry: list[dict] = ()) -> None:
+    """`results.md` (every table the records fill, as markdown) and the figures, from the records."""
     out = Path(out_dir)
     parts = [f"# Results ({len(frame)} records)\n"]
     figures = {}
@@ -257,6 +386,26 @@ def write_report(frame: pd.DataFrame, out_dir, defenses: list[dict] = ()) -> Non
         releases.columns = [f"{metric.upper()} release {seed}" for metric, seed in releases.columns]
         parts += ["## Release seeds: the same victims on other draws of data and release (5-class, 5 records)\n",
                   releases.reset_index().to_markdown(index=False), ""]
+    if not frame.empty and len(schedule_table(frame)) > 1:
+        parts += ["## The victim's schedule (5-class, \"whole-model\", release 0, seed 0)\n",
+                  schedule_table(frame).round(3).reset_index().to_markdown(index=False), ""]
+        if geometry:
+            figures["schedule.png"] = lambda: plot_schedule(frame, records_frame(list(geometry)))
+    if not frame.empty and (sweep_table(frame, protocol="whole-model").poison_count.nunique() > 2):
+        parts += ["## Poison counts, \"whole-model\" victims (5-class)\n",
+                  sweep_table(frame, protocol="whole-model").round(3).to_markdown(index=False), ""]
+        figures["sweep_whole_model.png"] = lambda: plot_sweep(frame, protocol="whole-model")
+    if not frame.empty and not shadow_table(frame).empty:
+        parts += ["## The provider's shadow images (5-class, \"whole-model\", release 0)\n",
+                  shadow_table(frame).round(3).reset_index().to_markdown(index=False), ""]
+    if geometry and not release_point_table(frame, records_frame(list(geometry))).empty:
+        parts += ["## Where each tampered release (away) puts the triggered images, and what its victims make of it\n",
+                  release_point_table(frame, records_frame(list(geometry))).round(3).reset_index().to_markdown(index=False), ""]
+    if geometry:
+        table = geometry_table(records_frame(list(geometry))).round(3)
+        table.columns = [f"{stage} {number}" for stage, number in table.columns]
+        parts += ["## Trigger geometry (5-class images): in the release and in the victim\n",
+                  table.reset_index().to_markdown(index=False), ""]
     for name, draw in figures.items():
         fig = draw()
         fig.savefig(out / name, dpi=120)
@@ -269,7 +418,8 @@ def write_report(frame: pd.DataFrame, out_dir, defenses: list[dict] = ()) -> Non
 
 __all__ = [
     "BACKDOOR_ASR", "EFFECTIVE_DER", "RELIABLE_AUROC", "RESULTS", "TABLES", "compare_with_stored", "defense_record",
-    "defense_table", "first_release", "headline_records", "load_results", "matrix_records", "matrix_table",
-    "plot_matrix", "plot_sweep", "protocol_table", "records_frame", "reference_results", "release_table", "start_table", "stored_clean_scans", "sweep_table",
-    "write_report",
+    "defense_table", "first_release", "geometry_table", "headline_records", "load_geometry", "load_results",
+    "matrix_records", "matrix_table", "plot_matrix", "plot_schedule", "plot_sweep", "protocol_table", "records_frame", "release_point_table",
+    "reference_folder", "reference_geometry", "reference_results", "release_table", "schedule_table", "shadow_table", "standard_records",
+    "start_table", "stored_clean_scans", "study_records", "sweep_table", "write_report",
 ]

@@ -1,11 +1,12 @@
-"""The paper's experiments as one resumable pipeline: poison-count sweep, robustness matrix, victim protocols,
-defense table.
+"""The paper's experiments and the victim study as resumable pipelines.
 
+Two plans (`PLANS`): "paper", the paper's experiments (poison-count sweep, robustness matrix, victim
+protocols, defense table); "study", chapter 6's study of the victim (other releases, the whole-model start,
+the victim's schedule, poison counts, the provider's shadow images) with the trigger geometry of its victims.
 Each run is one `runs.Run`, trained under its victim protocol (`protocols.py`; "fine-tune" unless a plan says
-otherwise). `reproduce` appends one
-record per (run, task) to `results.json` after each run, so a stopped pipeline resumes where it stopped
-(trained models come back from the model cache); then `report.write_report` writes `results.md` and the
-figures.
+otherwise). `reproduce` appends one record per (run, task) to `results.json` after each run, so a stopped
+pipeline resumes where it stopped (trained models come back from the model cache); then
+`report.write_report` writes `results.md` and the figures. Both plans write into one folder.
 """
 from __future__ import annotations
 
@@ -22,12 +23,13 @@ from ..attacks.baddist import VARIANTS
 from ..config import EMBEDDED, IMAGE_ENCODERS, Config
 from ..data.sources import load_data
 from ..defenses.base import DEFENSES
+from ..registry import check_choice
 from ..runtime import pick_device
 from .defense_eval import evaluate_defense
 from .protocols import train_run
 from .report import RESULTS, defense_record, records_frame, write_report
 from .runs import Run, base_config
-from .scoring import evaluate_run
+from .scoring import evaluate_run, geometry_records
 
 def sweep_plan(backbone: str = "resnet", trigger: str = "patch", counts=(1, 5, 100), target_counts=(1, 5),
                seeds=(0, 1, 2)) -> list[Run]:
@@ -110,14 +112,65 @@ def whole_model_plan(count: int = 5, seeds=(0, 1, 2), release_seeds=(0, 1, 2)) -
     return runs
 
 
+STUDY_ATTACKS = (("clean", 0, "away"), ("badmatch", 5, "away"), ("baddist", 0, "away"), ("baddist+badmatch", 5, "away"),
+                 ("baddist+badmatch", 5, "target"))  # (attack, records, variant): the study's victims at each point
+
+
+def schedule_plan(lr_scales=(1 / 16, 1 / 4, 4), steps_scales=(2,)) -> list[Run]:
+    """The "whole-model" victims of `STUDY_ATTACKS` (release 0, seed 0) at other learning rates (steps as the
+    protocol) and other lengths (learning rate as the protocol): how hard the victim trains decides what of the
+    tampering survives and how often each poisoned record is seen."""
+    points = [(lr, 1.0) for lr in lr_scales] + [(1.0, steps) for steps in steps_scales]
+    return [Run("resnet", "patch", attack, count, variant=variant, protocol="whole-model", lr_scale=lr, steps_scale=steps)
+            for lr, steps in points for attack, count, variant in STUDY_ATTACKS]
+
+
+def count_plan(counts=(1, 10, 25)) -> list[Run]:
+    """BadMatch alone and with each BadDist release at other poison counts ("whole-model", release 0, seed 0);
+    0 and 5 records are in `whole_model_plan`."""
+    return [Run("resnet", "patch", attack, count, variant=variant, protocol="whole-model")
+            for count in counts for attack, variant in (("badmatch", "away"), ("baddist+badmatch", "away"),
+                                                        ("baddist+badmatch", "target"))]
+
+
+def shadow_plan(count: int = 5, seeds=(0, 1, 2)) -> list[Run]:
+    """The headline with the provider's own shadow images (`shadow="disjoint"`) instead of the victim's first
+    ones: each BadDist release alone, and with BadMatch at `count` records ("whole-model", release 0; the paper's
+    objective over `seeds`)."""
+    common = dict(protocol="whole-model", shadow="disjoint")
+    runs = [Run("resnet", "patch", "baddist", 0, variant=v, **common) for v in VARIANTS]
+    runs += [Run("resnet", "patch", "baddist+badmatch", count, seed, variant="away", **common) for seed in seeds]
+    return runs + [Run("resnet", "patch", "baddist+badmatch", count, variant="target", **common)]
+
+
+def _unique(runs: list[Run]) -> list[Run]:
+    return list(dict.fromkeys(runs))
+
+
 def default_plan() -> list[Run]:
-    """The sweep first (the headline), then the matrix, the protocols, the other releases and the whole-model
-    victims; runs shared by two are trained once."""
-    plan = []
-    for run in sweep_plan() + matrix_plan() + protocol_plan() + release_plan() + whole_model_plan():
-        if run not in plan:
-            plan.append(run)
-    return plan
+    """The paper's experiments: the sweep first (the headline), then the matrix and the protocols; runs shared by
+    two are trained once."""
+    return _unique(sweep_plan() + matrix_plan() + protocol_plan())
+
+
+def study_plan() -> list[Run]:
+    """Chapter 6's study of the victim: the whole-model start on release 0, its schedule, the poison counts and the
+    shadow images; then the other releases, whole-model and "fine-tune" (a stopped study has release 0 whole)."""
+    whole = whole_model_plan()
+    first = [r for r in whole if r.release_seed == 0]
+    return _unique(first + schedule_plan() + count_plan() + shadow_plan() + whole + release_plan())
+
+
+def geometry_plan() -> list[Run]:
+    """The victims whose trigger geometry the study stores: every seed-0 "whole-model" victim of the study (every
+    schedule, count, shadow source and release), and the "fine-tune" victims of `STUDY_ATTACKS` on release 0 (the
+    other start)."""
+    fine_tune = [Run("resnet", "patch", attack, count, variant=variant) for attack, count, variant in STUDY_ATTACKS]
+    return _unique([r for r in study_plan() if r.protocol == "whole-model" and r.seed == 0] + fine_tune)
+
+
+# A plan's name: (its runs, whether the defense table goes with it, the runs whose trigger geometry is stored).
+PLANS = {"paper": (default_plan, True, list), "study": (study_plan, False, geometry_plan)}
 
 
 def _write_json_atomic(path: Path, payload: dict) -> None:
@@ -134,11 +187,20 @@ def defense_plan() -> list[tuple[str, str, float]]:
     return [(name, attack, rate) for attack, rate in DEFENSE_VICTIMS for name in DEFENSES]
 
 
-def reproduce(preset: str | Config = "tiny", out_dir="reproduce", plan: list[Run] | None = None, device=None,
-              progress: bool = True, with_defenses: bool = True) -> pd.DataFrame:
-    """Run every run of `plan` (default: `default_plan()`) not yet in `out_dir/results.json`, then (unless
-    `with_defenses` is False) every defense of `defense_plan()` not yet scored; then write the tables and
-    figures. Returns the attack records as a DataFrame. `preset` is a name or a config (`runs.base_config`)."""
+def reproduce(preset: str | Config = "tiny", out_dir="reproduce", plan: str | list[Run] = "paper", device=None,
+              progress: bool = True, with_defenses: bool | None = None, geometry: list[Run] | None = None) -> pd.DataFrame:
+    """Run every run of `plan` (a name of `PLANS`, or a list of runs) not yet in `out_dir/results.json`; then
+    measure the trigger geometry of every run of `geometry` not yet measured (trained if it is not in the
+    cache); then, if `with_defenses`, score every defense of `defense_plan()` not yet scored; then write the
+    tables and figures. A named plan sets `geometry` and `with_defenses` unless they are given; a list of runs
+    measures no geometry and scores the defenses. Returns the attack records as a DataFrame. `preset` is a
+    name or a config (`runs.base_config`)."""
+    if isinstance(plan, str):
+        check_choice("plan", plan, tuple(PLANS))
+        make_plan, plan_defenses, make_geometry = PLANS[plan]
+        plan, with_defenses = make_plan(), plan_defenses if with_defenses is None else with_defenses
+        geometry = make_geometry() if geometry is None else geometry
+    with_defenses = True if with_defenses is None else with_defenses
     device = torch.device(device) if device is not None else pick_device()
     base = base_config(preset, Run())
     header = {"preset": base.preset, "data": base.data.source}
@@ -149,9 +211,18 @@ def reproduce(preset: str | Config = "tiny", out_dir="reproduce", plan: list[Run
     if held != header:
         raise ValueError(f"{out / RESULTS} holds results of preset {held['preset']!r} on data {held['data']!r}, not "
                          f"{base.preset!r} on {base.data.source!r}; use another output folder for this one")
-    records, defenses = stored.get("records", []), stored.get("defenses", [])
-    done = {r["key"] for r in records}
-    plan = default_plan() if plan is None else plan
+    records, defenses, shapes = stored.get("records", []), stored.get("defenses", []), stored.get("geometry", [])
+
+    def save():
+        _write_json_atomic(out / RESULTS, {**header, "records": records, "defenses": defenses, "geometry": shapes})
+
+    done, measured, to_measure = {r["key"] for r in records}, {g["key"] for g in shapes}, set(geometry or ())
+
+    def measure(run: Run, result) -> None:
+        if run in to_measure and run.key() not in measured:
+            shapes.extend(geometry_records(preset, run, result, load_data(base_config(preset, run)), device))
+            measured.add(run.key())
+
     todo = [run for run in plan if run.key() not in done]
     for run in tqdm(todo, disable=not progress, desc=f"reproduce ({base.preset})"):
         started = time.perf_counter()
@@ -159,18 +230,23 @@ def reproduce(preset: str | Config = "tiny", out_dir="reproduce", plan: list[Run
         clean, _ = train_run(preset, run.clean_twin(), device)
         data = load_data(base_config(preset, run))  # memoised: built once per data config
         records += evaluate_run(preset, run, result, clean, data, device, seconds=time.perf_counter() - started)
-        _write_json_atomic(out / RESULTS, {**header, "records": records, "defenses": defenses})
+        measure(run, result)  # while its model is at hand
+        save()
+    for run in tqdm([r for r in geometry or () if r.key() not in measured], disable=not progress, desc="trigger geometry"):
+        measure(run, train_run(preset, run, device)[0])
+        save()
     scored = {(d["defense"], d["attack"], d["poison_rate"]) for d in defenses}
     todo = [item for item in defense_plan() if item not in scored] if with_defenses else []
     for name, attack, rate in tqdm(todo, disable=not progress, desc="defenses"):
         started = time.perf_counter()
         result = evaluate_defense(name, preset, attack, rate, device=device)
         defenses.append({**defense_record(result), "seconds": time.perf_counter() - started})
-        _write_json_atomic(out / RESULTS, {**header, "records": records, "defenses": defenses})
+        save()
     frame = records_frame(records)
-    write_report(frame, out, defenses)
+    write_report(frame, out, defenses, shapes)
     return frame
 
 
-__all__ = ["DEFENSE_VICTIMS", "default_plan", "defense_plan", "matrix_plan", "protocol_plan", "release_plan", "reproduce",
+__all__ = ["DEFENSE_VICTIMS", "PLANS", "STUDY_ATTACKS", "count_plan", "default_plan", "defense_plan", "geometry_plan",
+           "matrix_plan", "protocol_plan", "release_plan", "reproduce", "schedule_plan", "shadow_plan", "study_plan",
            "sweep_plan", "whole_model_plan"]

@@ -1,8 +1,9 @@
 """What one experiment is: a `Run`, and the names every layer uses for attacks, victim protocols and tasks.
 
-A run fixes what the attacker controls (backbone, trigger, attack, poisoned records, seed, BadDist variant),
-how its victim trains (`protocol`, one of `VICTIM_PROTOCOLS`; `protocols.py` implements them), and which draw
-of the world it happens in (`release_seed`: the data and the provider's pretraining).
+A run fixes what the attacker controls (backbone, trigger, attack, poisoned records, seed, BadDist variant and
+its shadow images), how its victim trains (`protocol`, one of `VICTIM_PROTOCOLS`, which `protocols.py`
+implements, scaled by `lr_scale` and `steps_scale`), and which draw of the world it happens in
+(`release_seed`: the data and the provider's pretraining).
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import dataclasses
 import json
 from dataclasses import asdict, dataclass
 
-from ..attacks.baddist import VARIANTS
+from ..attacks.baddist import SHADOW_SOURCES, VARIANTS
 from ..config import IMAGE_ENCODERS, PRESETS, Config, get_config, validate
 from ..registry import check_choice
 
@@ -43,6 +44,10 @@ class Run:
     `release_seed` draws everything before them (the data: pools and test sets, and the provider's clean
     pretraining, from which the tampered release is made). An outcome that holds for one release may not
     hold for the next, so claims are checked over several.
+
+    `lr_scale` and `steps_scale` multiply the protocol's learning rate and number of steps: how hard the
+    victim trains decides how much of a tampered release survives it. `shadow` says where the BadDist
+    provider's images come from (`SHADOW_SOURCES`).
     """
 
     backbone: str = "resnet"
@@ -53,12 +58,23 @@ class Run:
     variant: str = "away"
     protocol: str = "fine-tune"
     release_seed: int = 0
+    lr_scale: float = 1.0
+    steps_scale: float = 1.0
+    shadow: str = "victim-pool"
 
     def __post_init__(self):
         check_choice("backbone", self.backbone, IMAGE_ENCODERS)
         check_choice("attack", self.attack, ATTACKS)
         check_choice("variant", self.variant, VARIANTS)
         check_choice("protocol", self.protocol, tuple(VICTIM_PROTOCOLS))
+        check_choice("shadow", self.shadow, tuple(SHADOW_SOURCES))
+        if self.shadow != "victim-pool" and not self.uses_baddist:
+            raise ValueError(f"a {self.attack!r} run has no BadDist provider, so no shadow images; got shadow "
+                             f"{self.shadow!r}, expected 'victim-pool' (the default)")
+        for name in ("lr_scale", "steps_scale"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+                raise ValueError(f"invalid {name} {value!r}; expected a positive number (1 = the protocol's schedule)")
         if self.protocol == "from-scratch" and self.uses_baddist:
             raise ValueError(f"a 'from-scratch' victim starts from no release, so it cannot carry BadDist; got attack "
                              f"{self.attack!r}, expected one of ('clean', 'badmatch') or protocol 'fine-tune' or 'retrain'")
@@ -82,18 +98,27 @@ class Run:
 
     def clean_twin(self) -> "Run":
         """The clean victim of the same backbone, trigger, seeds and protocol: the floor a run's ASR is read against."""
-        return Run(self.backbone, self.trigger, "clean", 0, self.seed, protocol=self.protocol, release_seed=self.release_seed)
+        return Run(self.backbone, self.trigger, "clean", 0, self.seed, protocol=self.protocol, release_seed=self.release_seed,
+                   lr_scale=self.lr_scale, steps_scale=self.steps_scale)
 
     def key(self) -> str:
         """The run's identity in results and caches. Fields that do not apply are left out: the variant of a run
-        without BadDist; and the default protocol and release, so that keys written before those fields existed
-        stay valid."""
+        without BadDist; and every later field at its default (protocol, release, schedule, shadow), so that keys
+        written before those fields existed stay valid."""
         fields = asdict(self) if self.uses_baddist else {**asdict(self), "variant": None}
-        if self.protocol == "fine-tune":
-            del fields["protocol"]
-        if self.release_seed == 0:
-            del fields["release_seed"]
+        for name, default in LATER_FIELDS.items():
+            if fields[name] == default:
+                del fields[name]
         return json.dumps(fields, sort_keys=True)
+
+    @property
+    def is_standard(self) -> bool:
+        """The protocol's own schedule and the default shadow images: the victims every table but the study's shows."""
+        return all(getattr(self, name) == LATER_FIELDS[name] for name in ("lr_scale", "steps_scale", "shadow"))
+
+
+# Fields added to `Run` after results were first stored: a key leaves them out at these values.
+LATER_FIELDS = {"protocol": "fine-tune", "release_seed": 0, "lr_scale": 1.0, "steps_scale": 1.0, "shadow": "victim-pool"}
 
 
 def base_config(preset: str | Config, run: Run) -> Config:
@@ -109,6 +134,21 @@ def base_config(preset: str | Config, run: Run) -> Config:
     return with_release_seed(cfg, run)
 
 
+def with_victim_schedule(cfg: Config, run: Run) -> Config:
+    """`cfg` (a victim's training config) with its learning rate and steps scaled by the run's `lr_scale` and
+    `steps_scale`; the warm-up stays the same share of the steps."""
+    if run.lr_scale == 1 and run.steps_scale == 1:
+        return cfg
+    steps = max(1, round(cfg.train.steps * run.steps_scale))
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=cfg.train.lr * run.lr_scale, steps=steps))
+
+
+def passes_over_pool(cfg: Config) -> float:
+    """How many times a victim trained with `cfg` sees each training record (a poisoned one included): steps x
+    batch / pool size."""
+    return cfg.train.steps * cfg.train.batch_size / cfg.data.n_train_images
+
+
 def with_release_seed(cfg: Config, run: Run) -> Config:
     """`cfg` with its data seed and its (provider's) training seed moved on by `run.release_seed`."""
     if run.release_seed == 0:
@@ -117,4 +157,5 @@ def with_release_seed(cfg: Config, run: Run) -> Config:
                                train=dataclasses.replace(cfg.train, seed=cfg.train.seed + run.release_seed))
 
 
-__all__ = ["ATTACKS", "POISONING_ATTACKS", "TASK_NAMES", "VICTIM_PROTOCOLS", "Run", "base_config", "with_release_seed"]
+__all__ = ["ATTACKS", "LATER_FIELDS", "POISONING_ATTACKS", "TASK_NAMES", "VICTIM_PROTOCOLS", "Run", "base_config",
+           "passes_over_pool", "with_release_seed", "with_victim_schedule"]

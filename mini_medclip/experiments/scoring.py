@@ -2,20 +2,21 @@
 
 `evaluate_run` turns a run's victim into the records `reproduce` stores: one per task, with the clean
 victim's ASR for the same trigger as the floor and, under BadDist, how far the tampered release moved the
-clean embeddings.
+clean embeddings. `geometry_records` adds where the trigger sends images, in the release and in the victim.
 """
 from __future__ import annotations
 
 from dataclasses import asdict
 
-from ..attacks.baddist import BadDistConfig, embedding_drift
+from ..attacks.baddist import embedding_drift
+from ..attacks.geometry import trigger_geometry
 from ..attacks.metrics import evaluate_attack
 from ..attacks.triggers import Trigger, make_trigger
 from ..config import Config
 from ..data.pools import main_eval_set
 from ..evaluation import linear_probe, retrieval_recall
 from ..zeroshot import evaluate_all
-from .protocols import pretrained_model, tampered_release
+from .protocols import pretrained_model, release_for
 from .runs import Run, base_config
 
 
@@ -36,6 +37,11 @@ def attack_scores(model, tokenizer, data, trigger: Trigger, target: str = "No Fi
             for task, eval_set in eval_sets.items()}
 
 
+def run_fields(run: Run) -> dict:
+    """A run's fields as a record stores them (no variant without BadDist)."""
+    return {**asdict(run), "variant": run.variant if run.uses_baddist else None, "attack_label": run.label}
+
+
 def evaluate_run(preset: str | Config, run: Run, result, clean_result, data, device=None, seconds: float = 0.0) -> list[dict]:
     """One record per zero-shot task: BA, ASR, robust accuracy, the clean victim's ASR, BadDist's drift."""
     _, _, eval_sets = data
@@ -43,18 +49,28 @@ def evaluate_run(preset: str | Config, run: Run, result, clean_result, data, dev
     cfg = base_config(preset, run)
     drift = None
     if run.uses_baddist:
-        tampered = tampered_release(cfg, BadDistConfig(trigger=run.trigger, variant=run.variant), device)
+        tampered = release_for(preset, run, device)
         five = main_eval_set(eval_sets)
         drift = embedding_drift(pretrained_model(cfg, device).model, tampered.model, five.images.batch(range(len(five))))
     scores = attack_scores(result.model, result.tokenizer, data, trigger)
     floors = attack_scores(clean_result.model, clean_result.tokenizer, data, trigger, n_runs=1)
     return [{
-        **asdict(run), "variant": run.variant if run.uses_baddist else None, "attack_label": run.label,
-        "task": task, "poison_count": run.count, "poison_rate": run.count / cfg.data.n_train_images,
+        **run_fields(run), "task": task, "poison_count": run.count, "poison_rate": run.count / cfg.data.n_train_images,
         "ba": m["ba"], "ba_std": m["ba_std"], "asr": m["asr"], "asr_std": m["asr_std"], "asr_ci": list(m["asr_ci"]),
         "asr_all_images": m["asr_all_images"], "robust_acc": m["robust_acc"], "asr_clean_model": floors[task]["asr"],
         "clean_embedding_drift": drift, "seconds": seconds, "key": run.key(),
     } for task, m in scores.items()]
 
 
-__all__ = ["attack_scores", "evaluate_run", "model_metrics"]
+def geometry_records(preset: str | Config, run: Run, result, data, device=None) -> list[dict]:
+    """`trigger_geometry` on the main evaluation set for the release the run's victim starts from (stage
+    "release", with the provider's text tower) and for the victim (stage "victim")."""
+    _, text_pool, eval_sets = data
+    eval_set, trigger = main_eval_set(eval_sets), make_trigger(run.trigger)
+    release = release_for(preset, run, device)
+    return [{**run_fields(run), "task": eval_set.name, "stage": stage, "key": run.key(),
+             **trigger_geometry(model.model, model.tokenizer, eval_set, text_pool, trigger)}
+            for stage, model in (("release", release), ("victim", result))]
+
+
+__all__ = ["attack_scores", "evaluate_run", "geometry_records", "model_metrics", "run_fields"]
