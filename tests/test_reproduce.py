@@ -9,7 +9,7 @@ import mini_medclip.experiments.reproduce as reproduce_module
 from mini_medclip.config import get_config
 from mini_medclip.experiments.report import (
     compare_with_stored, defense_record, defense_table, geometry_table, load_geometry, load_results, matrix_table,
-    protocol_table, reference_folder, release_point_table, release_table, schedule_table, shadow_table, start_table, stored_clean_scans,
+    protocol_table, reference_folder, release_point_table, release_table, victim_geometry, schedule_table, shadow_table, start_table, stored_clean_scans,
     sweep_table,
 )
 from mini_medclip.experiments.reproduce import (
@@ -79,7 +79,7 @@ def test_the_paper_plan_is_the_sweep_the_matrix_and_the_protocols_and_the_study_
     assert {(r.lr_scale, r.steps_scale) for r in schedule_plan()} == {(1 / 16, 1), (1 / 4, 1), (4, 1), (1, 2)}
     assert {r.count for r in count_plan()} == {1, 10, 25} and {r.shadow for r in shadow_plan()} == {"disjoint"}
     measured = geometry_plan()
-    assert all(r in study or r in plan for r in measured) and {r.protocol for r in measured} == {"fine-tune", "whole-model"}
+    assert set(measured) <= set(study) and {r.protocol for r in measured} == {"whole-model"} and {r.seed for r in measured} == {0}
     assert PLANS["paper"][0] is default_plan and PLANS["study"][2] is geometry_plan
     assert {r.release_seed for r in release_plan()} == {1, 2}
     for part in (release_plan(), whole_model_plan()):
@@ -237,6 +237,10 @@ def test_the_study_tables_keep_its_victims_apart_and_store_the_geometry_once(tmp
     assert points.loc[(0, "victim-pool"), "ASR, release + 5 records"] == pytest.approx(1.1)
     assert points["ASR, BadMatch alone (5)"].tolist() == pytest.approx([0.3, 0.3])
     assert points["release target_margin"].tolist() == pytest.approx([0.1, 0.1])
+    victims = victim_geometry(frame, shapes)
+    assert len(victims) == len(measured) and victims.asr.notna().all()
+    chosen = victims.set_index("key").loc[Run("resnet", "patch", "badmatch", 5, protocol="whole-model", lr_scale=4).key()]
+    assert (chosen.asr, chosen.trigger_cos) == (pytest.approx(0.27), pytest.approx(0.2))
     reproduce("tiny", tmp_path, plan=plan, progress=False, with_defenses=False, geometry=measured)
     assert len(load_geometry(tmp_path)) == 2 * len(measured)  # resumed: nothing measured twice
     report = (tmp_path / "results.md").read_text()

@@ -271,6 +271,13 @@ def release_point_table(frame: pd.DataFrame, shapes: pd.DataFrame, variant: str 
     return table.sort_index()
 
 
+def victim_geometry(frame: pd.DataFrame, shapes: pd.DataFrame) -> pd.DataFrame:
+    """The victims' trigger geometry (stage "victim") beside each victim's ASR and BA on the same task."""
+    victims = shapes[shapes.stage == "victim"]
+    scores = frame.drop_duplicates(["key", "task"]).set_index(["key", "task"])[["asr", "ba"]]
+    return victims.join(scores, on=["key", "task"])
+
+
 def plot_schedule(frame: pd.DataFrame, shapes: pd.DataFrame, task: str = "five_class"):
     """The schedule study against the victim's learning rate (steps as the protocol): each attack's ASR, and where
     the trigger sends images in its victim (collapse, margin to "No Finding"), the release's value dashed."""
@@ -419,7 +426,7 @@ def write_report(frame: pd.DataFrame, out_dir, defenses: list[dict] = (), geomet
 __all__ = [
     "BACKDOOR_ASR", "EFFECTIVE_DER", "RELIABLE_AUROC", "RESULTS", "TABLES", "compare_with_stored", "defense_record",
     "defense_table", "first_release", "geometry_table", "headline_records", "load_geometry", "load_results",
-    "matrix_records", "matrix_table", "plot_matrix", "plot_schedule", "plot_sweep", "protocol_table", "records_frame", "release_point_table",
+    "matrix_records", "matrix_table", "plot_matrix", "plot_schedule", "plot_sweep", "protocol_table", "records_frame", "release_point_table", "victim_geometry",
     "reference_folder", "reference_geometry", "reference_results", "release_table", "schedule_table", "shadow_table", "standard_records",
     "start_table", "stored_clean_scans", "study_records", "sweep_table", "write_report",
 ]

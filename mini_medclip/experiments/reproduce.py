@@ -163,10 +163,8 @@ def study_plan() -> list[Run]:
 
 def geometry_plan() -> list[Run]:
     """The victims whose trigger geometry the study stores: every seed-0 "whole-model" victim of the study (every
-    schedule, count, shadow source and release), and the "fine-tune" victims of `STUDY_ATTACKS` on release 0 (the
-    other start)."""
-    fine_tune = [Run("resnet", "patch", attack, count, variant=variant) for attack, count, variant in STUDY_ATTACKS]
-    return _unique([r for r in study_plan() if r.protocol == "whole-model" and r.seed == 0] + fine_tune)
+    schedule, count, shadow source and release), each with the release it started from."""
+    return [r for r in study_plan() if r.protocol == "whole-model" and r.seed == 0]
 
 
 # A plan's name: (its runs, whether the defense table goes with it, the runs whose trigger geometry is stored).
