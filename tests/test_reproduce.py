@@ -140,7 +140,7 @@ def fake_pipeline(monkeypatch):
 
 def _fake_geometry(preset, run, result, data, device=None):
     return [{"protocol": run.protocol, "lr_scale": run.lr_scale, "steps_scale": run.steps_scale, "shadow": run.shadow,
-             "attack_label": run.label, "release_seed": run.release_seed, "task": "five_class", "stage": stage,
+             "attack_label": run.label, "release_seed": run.release_seed, "count": run.count, "task": "five_class", "stage": stage,
              "key": run.key(), "trigger_cos": cos, "triggered_collapse": 1 - cos, "clean_collapse": 0.5,
              "target_margin": 0.1 * run.lr_scale, "clean_target_margin": -0.1}
             for stage, cos in (("release", 0.9), ("victim", 0.8 / run.lr_scale))]

@@ -282,7 +282,8 @@ def plot_schedule(frame: pd.DataFrame, shapes: pd.DataFrame, task: str = "five_c
     """The schedule study against the victim's learning rate (steps as the protocol): each attack's ASR, and where
     the trigger sends images in its victim (collapse, margin to "No Finding"), the release's value dashed."""
     asr = schedule_table(frame, task).xs(1.0, level="steps_scale")
-    shapes = shapes[(shapes.protocol == "whole-model") & (shapes.steps_scale == 1) & (shapes.shadow == LATER_FIELDS["shadow"])]
+    shapes = shapes[(shapes.protocol == "whole-model") & (shapes.steps_scale == 1) & (shapes.shadow == LATER_FIELDS["shadow"])
+                    & (shapes.release_seed == 0) & shapes["count"].isin([0, 5])]  # the schedule study's victims only
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     panels = (("asr", "ASR (non-target images)"), ("triggered_collapse", "collapse of triggered images"),
               ("target_margin", 'margin to "No Finding" (cosine)'))
