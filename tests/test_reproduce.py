@@ -110,7 +110,8 @@ def test_the_schedule_scales_the_protocol_s_learning_rate_and_steps_and_is_part_
     scaled = with_victim_schedule(tiny, faster)
     assert (scaled.train.lr, scaled.train.steps) == (pytest.approx(4 * tiny.train.lr), tiny.train.steps // 2)
     assert with_victim_schedule(tiny, Run()) == tiny
-    assert faster.key() != Run(attack="badmatch", count=5).key() and not faster.is_standard
+    assert faster.key() != Run(attack="badmatch", count=5).key()
+    assert Run(lr_scale=4).key() == Run(lr_scale=4.0).key() != Run(lr_scale=4.5).key()  # one key per schedule
     assert faster.clean_twin() == Run(attack="clean", count=0, lr_scale=4, steps_scale=0.5)  # the floor trains alike
     assert passes_over_pool(tiny) == pytest.approx(tiny.train.steps * tiny.train.batch_size / tiny.data.n_train_images)
 

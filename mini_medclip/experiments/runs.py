@@ -109,12 +109,10 @@ class Run:
         for name, default in LATER_FIELDS.items():
             if fields[name] == default:
                 del fields[name]
+        for name in ("lr_scale", "steps_scale"):  # one key per value: 4 and 4.0 are the same schedule
+            if name in fields and float(fields[name]).is_integer():
+                fields[name] = int(fields[name])
         return json.dumps(fields, sort_keys=True)
-
-    @property
-    def is_standard(self) -> bool:
-        """The protocol's own schedule and the default shadow images: the victims every table but the study's shows."""
-        return all(getattr(self, name) == LATER_FIELDS[name] for name in ("lr_scale", "steps_scale", "shadow"))
 
 
 # Fields added to `Run` after results were first stored: a key leaves them out at these values.
