@@ -134,10 +134,14 @@ def standard_records(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[(frame.lr_scale == 1) & (frame.steps_scale == 1) & (frame.shadow == LATER_FIELDS["shadow"])]
 
 
-def headline_records(frame: pd.DataFrame, task: str = "five_class") -> pd.DataFrame:
-    """The records of the headline runs on `task`: the ResNet with the patch trigger, `standard_records`."""
-    frame = standard_records(frame)
+def resnet_patch_records(frame: pd.DataFrame, task: str = "five_class") -> pd.DataFrame:
+    """The records of `task` of the ResNet with the patch trigger, whatever their schedule and shadow images."""
     return frame[(frame.task == task) & (frame.backbone == "resnet") & (frame.trigger == "patch")]
+
+
+def headline_records(frame: pd.DataFrame, task: str = "five_class") -> pd.DataFrame:
+    """The records of the headline runs on `task`: `resnet_patch_records` of `standard_records`."""
+    return resnet_patch_records(standard_records(frame), task)
 
 
 def sweep_table(frame: pd.DataFrame, task: str = "five_class", protocol: str = "fine-tune") -> pd.DataFrame:
@@ -208,8 +212,8 @@ def start_table(frame: pd.DataFrame, task: str = "five_class", count: int = 5) -
 def study_records(frame: pd.DataFrame, protocol: str = "whole-model", task: str = "five_class") -> pd.DataFrame:
     """The study's victims on `task`: ResNet, patch, `protocol`, release 0, victim seed 0, 0 or 5 records, any
     schedule and shadow source."""
-    rows = frame[(frame.task == task) & (frame.backbone == "resnet") & (frame.trigger == "patch") & (frame.protocol == protocol)
-                 & (frame.release_seed == 0) & (frame.seed == 0)]
+    rows = resnet_patch_records(frame, task)
+    rows = rows[(rows.protocol == protocol) & (rows.release_seed == 0) & (rows.seed == 0)]
     return rows[rows.poison_count.isin([0, 5])]
 
 
@@ -228,9 +232,9 @@ def schedule_table(frame: pd.DataFrame, task: str = "five_class") -> pd.DataFram
 def shadow_table(frame: pd.DataFrame, task: str = "five_class", count: int = 5) -> pd.DataFrame:
     """Each BadDist release alone and with BadMatch at `count` records, tampered on the victim's own first images or
     on the provider's own ("whole-model", release 0, protocol schedule): ASR mean and std over the victim's seeds."""
-    rows = frame[(frame.task == task) & (frame.backbone == "resnet") & (frame.trigger == "patch")
-                 & (frame.protocol == "whole-model") & (frame.release_seed == 0) & (frame.lr_scale == 1)
-                 & (frame.steps_scale == 1) & frame.attack.str.startswith("baddist") & frame.poison_count.isin([0, count])]
+    rows = resnet_patch_records(frame, task)
+    rows = rows[(rows.protocol == "whole-model") & (rows.release_seed == 0) & (rows.lr_scale == 1) & (rows.steps_scale == 1)
+                & rows.attack.str.startswith("baddist") & rows.poison_count.isin([0, count])]
     multi = rows.groupby("attack_label").shadow.transform("nunique") > 1
     table = rows[multi].groupby(["attack_label", "shadow"]).agg(
         asr=("asr", "mean"), asr_seed_std=("asr", "std"), ba=("ba", "mean"), seeds=("seed", "nunique"))
@@ -261,8 +265,8 @@ def release_point_table(frame: pd.DataFrame, shapes: pd.DataFrame, variant: str 
                       & (shapes.lr_scale == 1) & (shapes.steps_scale == 1)]
     index = ["release_seed", "shadow"]
     table = releases.set_index(index)[["triggered_collapse", "target_margin"]].add_prefix("release ")
-    rows = frame[(frame.task == task) & (frame.backbone == "resnet") & (frame.trigger == "patch") & (frame.protocol == "whole-model")
-                 & (frame.seed == 0) & (frame.lr_scale == 1) & (frame.steps_scale == 1)]
+    rows = resnet_patch_records(frame, task)
+    rows = rows[(rows.protocol == "whole-model") & (rows.seed == 0) & (rows.lr_scale == 1) & (rows.steps_scale == 1)]
     for column, (attack, count) in {"ASR, release alone": (label, 0), "ASR, release + 5 records": (f"baddist+badmatch ({variant})", 5)}.items():
         chosen = rows[(rows.attack_label == attack) & (rows.poison_count == count)].set_index(index).asr
         table[column] = chosen
@@ -428,6 +432,6 @@ __all__ = [
     "BACKDOOR_ASR", "EFFECTIVE_DER", "RELIABLE_AUROC", "RESULTS", "TABLES", "compare_with_stored", "defense_record",
     "defense_table", "first_release", "geometry_table", "headline_records", "load_geometry", "load_results",
     "matrix_records", "matrix_table", "plot_matrix", "plot_schedule", "plot_sweep", "protocol_table", "records_frame", "release_point_table", "victim_geometry",
-    "reference_folder", "reference_geometry", "reference_results", "release_table", "schedule_table", "shadow_table", "standard_records",
+    "reference_folder", "reference_geometry", "reference_results", "resnet_patch_records", "release_table", "schedule_table", "shadow_table", "standard_records",
     "start_table", "stored_clean_scans", "study_records", "sweep_table", "write_report",
 ]
