@@ -298,10 +298,22 @@ def test_decree_threshold_sits_below_the_clean_norms():
     clean = [0.2, 0.3, 0.25]
     threshold = decision_threshold(clean)
     assert 0 < threshold < min(clean)
+    assert decision_threshold(clean, false_alarm_rate=0.01) < threshold
+    with pytest.raises(ValueError, match=r"false_alarm_rate 0.7 must lie in \(0, 0.5\)"):
+        decision_threshold(clean, false_alarm_rate=0.7)
     with pytest.raises(ValueError, match="expected at least 2 clean encoders"):
         decision_threshold([0.3])
     with pytest.raises(ValueError, match=r"PL1 norms in \(0, 1\]"):
         decision_threshold([0.0, 0.3])
+
+
+@pytest.mark.parametrize("n_clean", [3, 5])
+def test_decree_threshold_flags_its_false_alarm_rate_of_fresh_clean_encoders(n_clean):
+    # clean encoders whose ln PL1 is normal: calibrate on n_clean of them, then scan one more
+    log_norms = torch.randn(4000, n_clean + 1, generator=torch.Generator().manual_seed(n_clean)) * 0.3 - 5
+    norms = log_norms.exp()
+    flagged = [fresh < decision_threshold(calibration) for *calibration, fresh in norms.tolist()]
+    assert abs(sum(flagged) / len(flagged) - 0.05) < 0.015
 
 
 # ----------------------------------------------------------------------------------------------------------

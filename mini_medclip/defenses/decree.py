@@ -23,6 +23,7 @@ import time
 from contextlib import contextmanager
 
 import torch
+from scipy.stats import t as student_t
 
 from ..embeddings import mean_pairwise_cosine
 from .base import ModelScanner, ScanResult, register_defense
@@ -135,19 +136,25 @@ class DECREE(ModelScanner):
         return ScanResult(score=-math.log(best_norm), details=details)
 
 
-def decision_threshold(clean_norms, k: float = 2.0) -> float:
+def decision_threshold(clean_norms, false_alarm_rate: float = 0.05) -> float:
     """A PL1 cut from the norms of several clean encoders: flag an encoder whose PL1 is below it.
 
-    Set on the log scale, exp(mean - k * std) of ln(PL1), because norms are positive and differ by orders
-    of magnitude; with the 3-5 clean encoders a course can afford, the std is rough, hence a wide k.
+    The one-sided lower prediction bound for one more clean encoder, on the log scale (norms are positive
+    and differ by orders of magnitude): if ln PL1 is normal across clean encoders, a fresh clean encoder
+    falls below the cut with probability `false_alarm_rate`. Student's t with n - 1 degrees of freedom
+    accounts for a mean and spread estimated from the 3-5 clean encoders a course can afford; a fixed
+    "mean - 2 std" would flag about one clean encoder in nine when the spread comes from three.
     """
+    if not 0 < false_alarm_rate < 0.5:
+        raise ValueError(f"false_alarm_rate {false_alarm_rate!r} must lie in (0, 0.5): the share of clean encoders flagged")
     norms = torch.as_tensor(clean_norms, dtype=torch.float64).flatten()
     if len(norms) < 2:
         raise ValueError(f"{len(norms)} clean norm(s); expected at least 2 clean encoders to set a threshold")
     if not ((norms > 0) & (norms <= 1)).all():
         raise ValueError(f"clean norms {norms.tolist()} must be PL1 norms in (0, 1]")
-    logs = norms.log()
-    return float((logs.mean() - k * logs.std()).exp())
+    logs, n = norms.log(), len(norms)
+    width = student_t.ppf(1 - false_alarm_rate, df=n - 1) * logs.std().item() * math.sqrt(1 + 1 / n)
+    return math.exp(logs.mean().item() - width)
 
 
 __all__ = ["DECREE", "decision_threshold", "frozen", "mean_pairwise_cosine"]
