@@ -273,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "chapter 6's study of the victim (resumable)")
     reproduce.add_argument("--preset", choices=tuple(PRESETS), default="tiny")
     reproduce.add_argument("--plan", choices=("paper", "study"), default="paper",
-                           help="paper: the paper's experiments and the defense table; study: the victim study (default: paper)")
+                           help="paper: the paper's experiments and the defense table; study: the victim study, Fourier trigger included (default: paper)")
     reproduce.add_argument("--out", required=True, type=_output(folder=True), help="output folder for results.json, results.md and the figures")
     reproduce.add_argument("--skip-defenses", action="store_true", help="attacks only: leave out the defense table")
     _add_schedule(reproduce)

@@ -102,16 +102,30 @@ def _resnet_backbone(arch: str, width: int) -> tuple[nn.Module, int]:
     return net, width * 8 * block.expansion
 
 
+def _conv_stem(width: int) -> nn.Sequential:
+    """Three stride-2 3x3 convolutions and a 1x1 projection: the "early convolutions" of Xiao et al. (2021) in place
+    of the 8x8 patch projection, same token grid, which makes a small ViT far easier to train on little data."""
+    layers, channels = [], 1
+    for out in (width // 4, width // 2, width):
+        layers += [nn.Conv2d(channels, out, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+        channels = out
+    return nn.Sequential(*layers, nn.Conv2d(width, width, 1))
+
+
 def _vit_backbone(arch: str, image_size: int) -> tuple[nn.Module, int]:
-    """"small": a 4-layer ViT with 8x8 patches for small inputs; "swin_t": Swin-Tiny, MedCLIP's "ViT"."""
-    if arch == "small":
+    """"small": a 4-layer ViT with 8x8 patches for small inputs; "conv-stem": the same transformer fed by a
+    convolutional stem; "swin_t": Swin-Tiny, MedCLIP's "ViT"."""
+    if arch in ("small", "conv-stem"):
         net = torchvision.models.VisionTransformer(
             image_size=image_size, patch_size=8, num_layers=4, num_heads=4, hidden_dim=128, mlp_dim=256
         )
         patch = net.conv_proj
-        net.conv_proj = nn.Conv2d(1, patch.out_channels, kernel_size=patch.kernel_size, stride=patch.stride)
-        nn.init.trunc_normal_(net.conv_proj.weight, std=math.sqrt(1 / (patch.kernel_size[0] * patch.kernel_size[1])))
-        nn.init.zeros_(net.conv_proj.bias)
+        if arch == "conv-stem":
+            net.conv_proj = _conv_stem(net.hidden_dim)
+        else:
+            net.conv_proj = nn.Conv2d(1, patch.out_channels, kernel_size=patch.kernel_size, stride=patch.stride)
+            nn.init.trunc_normal_(net.conv_proj.weight, std=math.sqrt(1 / (patch.kernel_size[0] * patch.kernel_size[1])))
+            nn.init.zeros_(net.conv_proj.bias)
         net.heads = nn.Identity()  # the class token's final state
         return net, net.hidden_dim
     if arch == "swin_t":
@@ -121,7 +135,7 @@ def _vit_backbone(arch: str, image_size: int) -> tuple[nn.Module, int]:
         feature_dim = net.head.in_features
         net.head = nn.Identity()  # the average-pooled final stage
         return net, feature_dim
-    raise ValueError(f"invalid vit_arch {arch!r}; expected one of: small, swin_t")
+    raise ValueError(f"invalid vit_arch {arch!r}; expected one of: small, conv-stem, swin_t")
 
 
 class ImageEncoder(nn.Module):

@@ -71,9 +71,9 @@ def test_pooling_averages_tokens_then_layers():
     assert masked_layer_mean_pool(hidden, mask, masked=False)[0, 0] > 2.0
 
 
-@pytest.mark.parametrize("encoder", ["resnet", "vit"])
-def test_joint_model_shapes_and_unit_norm(tokenizer, encoder):
-    cfg = get_config("tiny", model__image_encoder=encoder).model
+@pytest.mark.parametrize("encoder, vit_arch", [("resnet", "small"), ("vit", "small"), ("vit", "conv-stem")])
+def test_joint_model_shapes_and_unit_norm(tokenizer, encoder, vit_arch):
+    cfg = get_config("tiny", model__image_encoder=encoder, model__vit_arch=vit_arch).model
     model = MedCLIP(cfg, len(tokenizer), image_size=64)
     text = tokenizer(SENTENCES[:3], padding=True, return_tensors="pt")
     images = torch.rand(4, 1, 64, 64)
@@ -86,6 +86,12 @@ def test_joint_model_shapes_and_unit_norm(tokenizer, encoder):
     assert logits.shape == (4, 3)
     logits.sum().backward()
     assert model.logit_scale.grad is not None
+    assert all(p.grad is not None for p in model.image_encoder.parameters())  # the stem trains with the rest
+
+
+def test_an_unknown_vit_design_names_the_valid_ones():
+    with pytest.raises(ValueError, match="invalid vit_arch 'tiny'.*small, conv-stem, swin_t"):
+        ImageEncoder(get_config("tiny", model__image_encoder="vit", model__vit_arch="tiny").model, image_size=64)
 
 
 def test_logit_scale_starts_at_clip_value_and_is_capped_at_100():

@@ -13,7 +13,7 @@ from mini_medclip.experiments.report import (
     sweep_table,
 )
 from mini_medclip.experiments.reproduce import (
-    PLANS, count_plan, default_plan, geometry_plan, matrix_plan, protocol_plan, release_plan, reproduce, schedule_plan,
+    PLANS, count_plan, default_plan, fourier_plan, geometry_plan, matrix_plan, protocol_plan, release_plan, reproduce, schedule_plan,
     shadow_plan, study_plan, sweep_plan, whole_model_plan,
 )
 from mini_medclip.experiments.runs import LATER_FIELDS, Run, base_config, passes_over_pool, with_victim_schedule
@@ -73,8 +73,9 @@ def test_the_paper_plan_is_the_sweep_the_matrix_and_the_protocols_and_the_study_
     plan, study = default_plan(), study_plan()
     assert len(plan) == len({r.key() for r in plan}) and len(study) == len({r.key() for r in study})
     assert {r.key() for r in sweep_plan() + matrix_plan() + protocol_plan()} == {r.key() for r in plan}
-    parts = release_plan() + whole_model_plan() + schedule_plan() + count_plan() + shadow_plan()
+    parts = release_plan() + whole_model_plan() + schedule_plan() + count_plan() + shadow_plan() + fourier_plan()
     assert {r.key() for r in parts} == {r.key() for r in study} and not set(plan) & set(study)
+    assert {(r.trigger, r.protocol, r.lr_scale) for r in fourier_plan()} == {("fourier", "whole-model", lr) for lr in (1 / 16, 1 / 4, 1)}
     assert all(run.clean_twin() in study for run in study)  # every study victim beside its own floor
     assert {(r.lr_scale, r.steps_scale) for r in schedule_plan()} == {(1 / 16, 1), (1 / 4, 1), (4, 1), (1, 2)}
     assert {r.count for r in count_plan()} == {1, 10, 25} and {r.shadow for r in shadow_plan()} == {"disjoint"}
@@ -140,7 +141,7 @@ def fake_pipeline(monkeypatch):
 
 
 def _fake_geometry(preset, run, result, data, device=None):
-    return [{"protocol": run.protocol, "lr_scale": run.lr_scale, "steps_scale": run.steps_scale, "shadow": run.shadow,
+    return [{"trigger": run.trigger, "protocol": run.protocol, "lr_scale": run.lr_scale, "steps_scale": run.steps_scale, "shadow": run.shadow,
              "attack_label": run.label, "release_seed": run.release_seed, "count": run.count, "task": "five_class", "stage": stage,
              "key": run.key(), "trigger_cos": cos, "triggered_collapse": 1 - cos, "clean_collapse": 0.5,
              "target_margin": 0.1 * run.lr_scale, "clean_target_margin": -0.1}
@@ -212,13 +213,16 @@ def test_the_whole_model_victims_are_compared_with_the_fine_tune_victims_by_star
 
 def test_the_study_tables_keep_its_victims_apart_and_store_the_geometry_once(tmp_path, fake_pipeline):
     plan = whole_model_plan(seeds=(0,), release_seeds=(0,)) + schedule_plan(lr_scales=(4,), steps_scales=())
-    plan += shadow_plan(seeds=(0, 1)) + count_plan(counts=(2,))
+    plan += shadow_plan(seeds=(0, 1)) + count_plan(counts=(2,)) + fourier_plan(lr_scales=(1, 4))
     measured = [r for r in plan if r.seed == 0]
     frame = reproduce("tiny", tmp_path, plan=plan, progress=False, with_defenses=False, geometry=measured)
     schedule = schedule_table(frame)
     assert list(schedule.index) == [(1.0, 1.0), (4.0, 1.0)]
     assert schedule.loc[(4.0, 1.0), "badmatch"] == pytest.approx(0.27)  # 0.1 + 0.2 (whole-model) - 0.03 (lr x 4)
     assert schedule.loc[(1.0, 1.0), "clean BA"] == pytest.approx(0.8)
+    fourier = schedule_table(frame, trigger="fourier")  # the Fourier victims: their own table, out of the patch's
+    assert list(fourier.index) == [(1.0, 1.0), (4.0, 1.0)] and list(fourier.columns)[-1] == "clean BA"
+    assert fourier.loc[(4.0, 1.0), "baddist (away)"] == pytest.approx(0.67)  # 0.5 + 0.2 - 0.03
     shadows = shadow_table(frame)
     assert shadows.loc[("baddist+badmatch (away)", "disjoint"), "asr"] == pytest.approx(1.075)  # seeds 0 and 1
     assert shadows.loc[("baddist+badmatch (away)", "disjoint"), "seeds"] == 2
@@ -231,7 +235,8 @@ def test_the_study_tables_keep_its_victims_apart_and_store_the_geometry_once(tmp
     shapes = load_geometry(tmp_path)
     assert len(shapes) == 2 * len(measured) and set(shapes.stage) == {"release", "victim"}
     table = geometry_table(shapes)
-    assert table.loc[("whole-model", 4.0, 1.0, "victim-pool", "badmatch"), ("victim", "trigger_cos")] == pytest.approx(0.2)
+    assert table.loc[("patch", "whole-model", 4.0, 1.0, "victim-pool", "badmatch"), ("victim", "trigger_cos")] == pytest.approx(0.2)
+    assert table.index.get_level_values("trigger").tolist()[-1] == "fourier"  # the patch's rows first
     points = release_point_table(frame, shapes)
     assert list(points.index) == [(0, "disjoint"), (0, "victim-pool")]
     assert points.loc[(0, "disjoint"), "ASR, release alone"] == pytest.approx(0.67)  # 0.5 + 0.2 - 0.03
@@ -239,14 +244,15 @@ def test_the_study_tables_keep_its_victims_apart_and_store_the_geometry_once(tmp
     assert points["ASR, BadMatch alone (5)"].tolist() == pytest.approx([0.3, 0.3])
     assert points["release target_margin"].tolist() == pytest.approx([0.1, 0.1])
     victims = victim_geometry(frame, shapes)
-    assert len(victims) == len(measured) and victims.asr.notna().all()
+    assert len(victims) == len(measured) and victims.asr.notna().all() and set(victims.trigger) == {"patch", "fourier"}
     chosen = victims.set_index("key").loc[Run("resnet", "patch", "badmatch", 5, protocol="whole-model", lr_scale=4).key()]
     assert (chosen.asr, chosen.trigger_cos) == (pytest.approx(0.27), pytest.approx(0.2))
     reproduce("tiny", tmp_path, plan=plan, progress=False, with_defenses=False, geometry=measured)
     assert len(load_geometry(tmp_path)) == 2 * len(measured)  # resumed: nothing measured twice
     report = (tmp_path / "results.md").read_text()
-    assert all(title in report for title in ("victim's schedule", "shadow images", "Trigger geometry", "Poison counts"))
-    assert (tmp_path / "schedule.png").exists() and (tmp_path / "sweep_whole_model.png").exists()
+    assert all(title in report for title in ("victim's schedule", "shadow images", "Trigger geometry", "Poison counts",
+                                             "with the Fourier trigger"))
+    assert all((tmp_path / name).exists() for name in ("schedule.png", "schedule_fourier.png", "sweep_whole_model.png"))
 
 
 def test_a_named_plan_brings_its_geometry_and_defenses(tmp_path, fake_pipeline, monkeypatch):

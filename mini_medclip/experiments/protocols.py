@@ -75,14 +75,17 @@ def shadow_images(cfg: Config, bcfg: BadDistConfig) -> torch.Tensor:
     return pool.batch(range(len(pool)))
 
 
+def provider_release(cfg: Config, baddist: BadDistConfig | None, device=None) -> TrainResult:
+    """The provider's release of `cfg`: its clean model, or the tampered one under `baddist`."""
+    return pretrained_model(cfg, device) if baddist is None else tampered_release(cfg, baddist, device)
+
+
 def release_for(preset: str | Config, run: Run, device=None) -> TrainResult:
     """The release a run's victim starts from: the provider's clean release, or its tampered one under BadDist."""
     if run.protocol == "from-scratch":
         raise ValueError(f"a 'from-scratch' run starts from no release; got {run.key()}, expected protocol one of "
                          f"{tuple(p for p in VICTIM_PROTOCOLS if p != 'from-scratch')}")
-    cfg = base_config(preset, run)
-    _, baddist = run_attack_configs(preset, run)
-    return pretrained_model(cfg, device) if baddist is None else tampered_release(cfg, baddist, device)
+    return provider_release(base_config(preset, run), run_attack_configs(preset, run)[1], device)
 
 
 def victim_config(cfg: Config, seed: int | None = None) -> Config:
@@ -146,16 +149,13 @@ def build_victim_model(
     device = torch.device(device) if device is not None else pick_device()
     key = {"release": cfg.to_dict(), "baddist": None if pretrained is None else pretrained.to_dict()}
 
-    def release() -> TrainResult:
-        return pretrained_model(cfg, device) if pretrained is None else tampered_release(cfg, pretrained, device)
-
     def release_encoder() -> dict:
-        model = release().model
+        model = provider_release(cfg, pretrained, device).model
         with eval_mode(model):
             return {"image_encoder_init": {k: v.detach().clone() for k, v in model.image_encoder.state_dict().items()}}
 
     def whole_release() -> dict:
-        start = release()
+        start = provider_release(cfg, pretrained, device)
         return {"init": (start.model, start.tokenizer)}  # `train` copies the model before it trains it
 
     start, start_key = (whole_release, {"init": key}) if whole_model else (release_encoder, {"image_encoder_init": key})
@@ -185,6 +185,6 @@ def train_run(preset: str | Config, run: Run, device=None) -> tuple[TrainResult,
 
 
 __all__ = [
-    "VICTIM_PROTOCOLS", "build_poisoned_model", "build_victim_model", "pretrained_model", "run_attack_configs",
+    "VICTIM_PROTOCOLS", "build_poisoned_model", "build_victim_model", "pretrained_model", "provider_release", "run_attack_configs",
     "release_for", "shadow_images", "tampered_release", "train_on_config_data", "train_run", "victim_config",
 ]

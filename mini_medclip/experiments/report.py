@@ -134,14 +134,14 @@ def standard_records(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[(frame.lr_scale == 1) & (frame.steps_scale == 1) & (frame.shadow == LATER_FIELDS["shadow"])]
 
 
-def resnet_patch_records(frame: pd.DataFrame, task: str = "five_class") -> pd.DataFrame:
-    """The records of `task` of the ResNet with the patch trigger, whatever their schedule and shadow images."""
-    return frame[(frame.task == task) & (frame.backbone == "resnet") & (frame.trigger == "patch")]
+def resnet_records(frame: pd.DataFrame, task: str = "five_class", trigger: str = "patch") -> pd.DataFrame:
+    """The records of `task` of the ResNet with `trigger`, whatever their schedule and shadow images."""
+    return frame[(frame.task == task) & (frame.backbone == "resnet") & (frame.trigger == trigger)]
 
 
 def headline_records(frame: pd.DataFrame, task: str = "five_class") -> pd.DataFrame:
-    """The records of the headline runs on `task`: `resnet_patch_records` of `standard_records`."""
-    return resnet_patch_records(standard_records(frame), task)
+    """The records of the headline runs on `task`: `resnet_records` (patch) of `standard_records`."""
+    return resnet_records(standard_records(frame), task)
 
 
 def sweep_table(frame: pd.DataFrame, task: str = "five_class", protocol: str = "fine-tune") -> pd.DataFrame:
@@ -209,18 +209,19 @@ def start_table(frame: pd.DataFrame, task: str = "five_class", count: int = 5) -
     return table.reindex(order)
 
 
-def study_records(frame: pd.DataFrame, protocol: str = "whole-model", task: str = "five_class") -> pd.DataFrame:
-    """The study's victims on `task`: ResNet, patch, `protocol`, release 0, victim seed 0, 0 or 5 records, any
+def study_records(frame: pd.DataFrame, protocol: str = "whole-model", task: str = "five_class",
+                  trigger: str = "patch") -> pd.DataFrame:
+    """The study's victims on `task`: ResNet, `trigger`, `protocol`, release 0, victim seed 0, 0 or 5 records, any
     schedule and shadow source."""
-    rows = resnet_patch_records(frame, task)
+    rows = resnet_records(frame, task, trigger)
     rows = rows[(rows.protocol == protocol) & (rows.release_seed == 0) & (rows.seed == 0)]
     return rows[rows.poison_count.isin([0, 5])]
 
 
-def schedule_table(frame: pd.DataFrame, task: str = "five_class") -> pd.DataFrame:
+def schedule_table(frame: pd.DataFrame, task: str = "five_class", trigger: str = "patch") -> pd.DataFrame:
     """ASR of each attack of the schedule study (columns) at each victim schedule (rows: learning rate and steps as
-    multiples of the "whole-model" protocol's), and the clean victim's BA."""
-    rows = study_records(frame, task=task)
+    multiples of the "whole-model" protocol's), and the clean victim's BA; with `trigger`."""
+    rows = study_records(frame, task=task, trigger=trigger)
     rows = rows[rows.shadow == LATER_FIELDS["shadow"]]
     points = rows.groupby(["lr_scale", "steps_scale"]).attack_label.transform("nunique") > 1
     table = rows[points].pivot_table(index=["lr_scale", "steps_scale"], columns="attack_label", values="asr")
@@ -232,7 +233,7 @@ def schedule_table(frame: pd.DataFrame, task: str = "five_class") -> pd.DataFram
 def shadow_table(frame: pd.DataFrame, task: str = "five_class", count: int = 5) -> pd.DataFrame:
     """Each BadDist release alone and with BadMatch at `count` records, tampered on the victim's own first images or
     on the provider's own ("whole-model", release 0, protocol schedule): ASR mean and std over the victim's seeds."""
-    rows = resnet_patch_records(frame, task)
+    rows = resnet_records(frame, task)
     rows = rows[(rows.protocol == "whole-model") & (rows.release_seed == 0) & (rows.lr_scale == 1) & (rows.steps_scale == 1)
                 & rows.attack.str.startswith("baddist") & rows.poison_count.isin([0, count])]
     multi = rows.groupby("attack_label").shadow.transform("nunique") > 1
@@ -246,26 +247,28 @@ GEOMETRY_SHOWN = ("trigger_cos", "triggered_collapse", "target_margin")
 
 
 def geometry_table(shapes: pd.DataFrame) -> pd.DataFrame:
-    """The trigger geometry of each stored run (rows: protocol, schedule, shadow source, attack) in its release and
-    in its victim (columns: stage x number), with the clean images' collapse and margin as the reference."""
-    index = ["protocol", "lr_scale", "steps_scale", "shadow", "attack_label"]
+    """The trigger geometry of each stored run (rows: trigger, protocol, schedule, shadow source, attack) in its release
+    and in its victim (columns: stage x number), with the clean images' collapse and margin as the reference."""
+    index = ["trigger", "protocol", "lr_scale", "steps_scale", "shadow", "attack_label"]
     values = [*GEOMETRY_SHOWN, "clean_collapse", "clean_target_margin"]
     table = shapes.pivot_table(index=index, columns="stage", values=values)
     table = table.swaplevel(axis=1).reindex(columns=pd.MultiIndex.from_product([["release", "victim"], values]))
-    order = [i for p in ("fine-tune", "whole-model") for i in table.index if i[0] == p]
-    return table.reindex(sorted(order, key=lambda i: (i[0], i[1], i[2], SHADOW_ORDER.index(i[3]), ATTACK_ORDER.index(i[4]))))
+    order = [i for p in ("fine-tune", "whole-model") for i in table.index if i[1] == p]
+    return table.reindex(sorted(order, key=lambda i: (i[0] != "patch", i[0], i[1], i[2], i[3], SHADOW_ORDER.index(i[4]),
+                                                      ATTACK_ORDER.index(i[5]))))
 
 
 def release_point_table(frame: pd.DataFrame, shapes: pd.DataFrame, variant: str = "away", task: str = "five_class") -> pd.DataFrame:
-    """One row per tampered release of `variant` the study measured (release seed x shadow source): where the release
-    puts the triggered images (collapse, margin to "No Finding" with the provider's text tower) and what its
-    "whole-model" victims (seed 0, protocol schedule) make of it: ASR with no record, with 5, and BadMatch alone."""
+    """One row per tampered release of `variant` the study measured with the patch (release seed x shadow source):
+    where the release puts the triggered images (collapse, margin to "No Finding" with the provider's text tower) and
+    what its "whole-model" victims (seed 0, protocol schedule) make of it: ASR with no record, with 5, and BadMatch
+    alone."""
     label = f"baddist ({variant})"
     releases = shapes[(shapes.stage == "release") & (shapes.attack_label == label) & (shapes.protocol == "whole-model")
-                      & (shapes.lr_scale == 1) & (shapes.steps_scale == 1)]
+                      & (shapes.trigger == "patch") & (shapes.lr_scale == 1) & (shapes.steps_scale == 1)]
     index = ["release_seed", "shadow"]
     table = releases.set_index(index)[["triggered_collapse", "target_margin"]].add_prefix("release ")
-    rows = resnet_patch_records(frame, task)
+    rows = resnet_records(frame, task)
     rows = rows[(rows.protocol == "whole-model") & (rows.seed == 0) & (rows.lr_scale == 1) & (rows.steps_scale == 1)]
     for column, (attack, count) in {"ASR, release alone": (label, 0), "ASR, release + 5 records": (f"baddist+badmatch ({variant})", 5)}.items():
         chosen = rows[(rows.attack_label == attack) & (rows.poison_count == count)].set_index(index).asr
@@ -282,12 +285,13 @@ def victim_geometry(frame: pd.DataFrame, shapes: pd.DataFrame) -> pd.DataFrame:
     return victims.join(scores, on=["key", "task"])
 
 
-def plot_schedule(frame: pd.DataFrame, shapes: pd.DataFrame, task: str = "five_class"):
+def plot_schedule(frame: pd.DataFrame, shapes: pd.DataFrame, task: str = "five_class", trigger: str = "patch"):
     """The schedule study against the victim's learning rate (steps as the protocol): each attack's ASR, and where
-    the trigger sends images in its victim (collapse, margin to "No Finding"), the release's value dashed."""
-    asr = schedule_table(frame, task).xs(1.0, level="steps_scale")
+    `trigger` sends images in its victim (collapse, margin to "No Finding"), the release's value dashed."""
+    asr = schedule_table(frame, task, trigger).xs(1.0, level="steps_scale")
     shapes = shapes[(shapes.protocol == "whole-model") & (shapes.steps_scale == 1) & (shapes.shadow == LATER_FIELDS["shadow"])
-                    & (shapes.release_seed == 0) & shapes["count"].isin([0, 5])]  # the schedule study's victims only
+                    & (shapes.release_seed == 0) & shapes["count"].isin([0, 5])
+                    & (shapes.trigger == trigger)]  # the schedule study's victims only
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     panels = (("asr", "ASR (non-target images)"), ("triggered_collapse", "collapse of triggered images"),
               ("target_margin", 'margin to "No Finding" (cosine)'))
@@ -310,7 +314,7 @@ def plot_schedule(frame: pd.DataFrame, shapes: pd.DataFrame, task: str = "five_c
     axes[0].set_ylim(-0.02, 1.02)
     axes[2].axhline(0, color="grey", lw=0.6)
     axes[0].legend(fontsize=7)
-    fig.suptitle(f'{TASK_NAMES[task]} task, ResNet, patch, "whole-model" victims, release 0, seed 0; dashed: the '
+    fig.suptitle(f'{TASK_NAMES[task]} task, ResNet, {trigger}, "whole-model" victims, release 0, seed 0; dashed: the '
                  f"release the victim starts from")
     fig.tight_layout()
     return fig
@@ -403,6 +407,11 @@ def write_report(frame: pd.DataFrame, out_dir, defenses: list[dict] = (), geomet
                   schedule_table(frame).round(3).reset_index().to_markdown(index=False), ""]
         if geometry:
             figures["schedule.png"] = lambda: plot_schedule(frame, records_frame(list(geometry)))
+    if not frame.empty and len(schedule_table(frame, trigger="fourier")) > 1:
+        parts += ["## The victim's schedule with the Fourier trigger (5-class, \"whole-model\", release 0, seed 0)\n",
+                  schedule_table(frame, trigger="fourier").round(3).reset_index().to_markdown(index=False), ""]
+        if geometry:
+            figures["schedule_fourier.png"] = lambda: plot_schedule(frame, records_frame(list(geometry)), trigger="fourier")
     if not frame.empty and (sweep_table(frame, protocol="whole-model").poison_count.nunique() > 2):
         parts += ["## Poison counts, \"whole-model\" victims (5-class)\n",
                   sweep_table(frame, protocol="whole-model").round(3).to_markdown(index=False), ""]
@@ -432,6 +441,6 @@ __all__ = [
     "BACKDOOR_ASR", "EFFECTIVE_DER", "RELIABLE_AUROC", "RESULTS", "TABLES", "compare_with_stored", "defense_record",
     "defense_table", "first_release", "geometry_table", "headline_records", "load_geometry", "load_results",
     "matrix_records", "matrix_table", "plot_matrix", "plot_schedule", "plot_sweep", "protocol_table", "records_frame", "release_point_table", "victim_geometry",
-    "reference_folder", "reference_geometry", "reference_results", "resnet_patch_records", "release_table", "schedule_table", "shadow_table", "standard_records",
+    "reference_folder", "reference_geometry", "reference_results", "release_table", "resnet_records", "schedule_table", "shadow_table", "standard_records",
     "start_table", "stored_clean_scans", "study_records", "sweep_table", "write_report",
 ]

@@ -143,6 +143,14 @@ def shadow_plan(count: int = 5, seeds=(0, 1, 2)) -> list[Run]:
     return runs + [Run("resnet", "patch", "baddist+badmatch", count, variant="target", **common)]
 
 
+def fourier_plan(lr_scales=(1 / 16, 1 / 4, 1)) -> list[Run]:
+    """The "whole-model" victims of `STUDY_ATTACKS` with the Fourier trigger (release 0, seed 0) at several learning
+    rates: the tampered Fourier release carries its backdoor, the victim's training undoes it; how gently must the
+    victim train for it to survive, and where does the training move the triggered images?"""
+    return [Run("resnet", "fourier", attack, count, variant=variant, protocol="whole-model", lr_scale=lr)
+            for lr in lr_scales for attack, count, variant in STUDY_ATTACKS]
+
+
 def _unique(runs: list[Run]) -> list[Run]:
     return list(dict.fromkeys(runs))
 
@@ -155,10 +163,11 @@ def default_plan() -> list[Run]:
 
 def study_plan() -> list[Run]:
     """Chapter 6's study of the victim: the whole-model start on release 0, its schedule, the poison counts and the
-    shadow images; then the other releases, whole-model and "fine-tune" (a stopped study has release 0 whole)."""
+    shadow images; then the other releases, whole-model and "fine-tune" (a stopped study has release 0 whole); then
+    chapter 7's Fourier trigger at several victim schedules."""
     whole = whole_model_plan()
     first = [r for r in whole if r.release_seed == 0]
-    return _unique(first + schedule_plan() + count_plan() + shadow_plan() + whole + release_plan())
+    return _unique(first + schedule_plan() + count_plan() + shadow_plan() + whole + release_plan() + fourier_plan())
 
 
 def geometry_plan() -> list[Run]:
@@ -245,6 +254,6 @@ def reproduce(preset: str | Config = "tiny", out_dir="reproduce", plan: str | li
     return frame
 
 
-__all__ = ["DEFENSE_VICTIMS", "PLANS", "STUDY_ATTACKS", "count_plan", "default_plan", "defense_plan", "geometry_plan",
+__all__ = ["DEFENSE_VICTIMS", "PLANS", "STUDY_ATTACKS", "count_plan", "default_plan", "defense_plan", "fourier_plan", "geometry_plan",
            "matrix_plan", "protocol_plan", "release_plan", "reproduce", "schedule_plan", "shadow_plan", "study_plan",
            "sweep_plan", "whole_model_plan"]
