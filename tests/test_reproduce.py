@@ -9,7 +9,7 @@ import mini_medclip.experiments.reproduce as reproduce_module
 from mini_medclip.config import get_config
 from mini_medclip.experiments.report import (
     compare_with_stored, defense_record, defense_table, geometry_table, load_geometry, load_results, matrix_table,
-    protocol_table, reference_folder, release_point_table, release_table, victim_geometry, schedule_table, shadow_table, start_table, stored_clean_scans,
+    protocol_table, reference_folder, release_point_table, release_table, victim_geometry, schedule_geometry, schedule_table, shadow_table, start_table, stored_clean_scans,
     sweep_table,
 )
 from mini_medclip.experiments.reproduce import (
@@ -237,6 +237,8 @@ def test_the_study_tables_keep_its_victims_apart_and_store_the_geometry_once(tmp
     table = geometry_table(shapes)
     assert table.loc[("patch", "whole-model", 4.0, 1.0, "victim-pool", "badmatch"), ("victim", "trigger_cos")] == pytest.approx(0.2)
     assert table.index.get_level_values("trigger").tolist()[-1] == "fourier"  # the patch's rows first
+    fourier_rows = schedule_geometry(shapes, "fourier")
+    assert len(fourier_rows) == 2 * len(fourier_plan(lr_scales=(1, 4))) and set(fourier_rows.trigger) == {"fourier"}
     points = release_point_table(frame, shapes)
     assert list(points.index) == [(0, "disjoint"), (0, "victim-pool")]
     assert points.loc[(0, "disjoint"), "ASR, release alone"] == pytest.approx(0.67)  # 0.5 + 0.2 - 0.03

@@ -285,13 +285,18 @@ def victim_geometry(frame: pd.DataFrame, shapes: pd.DataFrame) -> pd.DataFrame:
     return victims.join(scores, on=["key", "task"])
 
 
+def schedule_geometry(shapes: pd.DataFrame, trigger: str = "patch") -> pd.DataFrame:
+    """The rows of `shapes` (trigger geometry, alone or joined with scores) of the learning-rate study with `trigger`:
+    "whole-model" victims of release 0 at the protocol's steps, default shadow images, 0 or 5 records."""
+    return shapes[(shapes.trigger == trigger) & (shapes.protocol == "whole-model") & (shapes.release_seed == 0)
+                  & (shapes.steps_scale == 1) & (shapes.shadow == LATER_FIELDS["shadow"]) & shapes["count"].isin([0, 5])]
+
+
 def plot_schedule(frame: pd.DataFrame, shapes: pd.DataFrame, task: str = "five_class", trigger: str = "patch"):
     """The schedule study against the victim's learning rate (steps as the protocol): each attack's ASR, and where
     `trigger` sends images in its victim (collapse, margin to "No Finding"), the release's value dashed."""
     asr = schedule_table(frame, task, trigger).xs(1.0, level="steps_scale")
-    shapes = shapes[(shapes.protocol == "whole-model") & (shapes.steps_scale == 1) & (shapes.shadow == LATER_FIELDS["shadow"])
-                    & (shapes.release_seed == 0) & shapes["count"].isin([0, 5])
-                    & (shapes.trigger == trigger)]  # the schedule study's victims only
+    shapes = schedule_geometry(shapes, trigger)
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     panels = (("asr", "ASR (non-target images)"), ("triggered_collapse", "collapse of triggered images"),
               ("target_margin", 'margin to "No Finding" (cosine)'))
@@ -441,6 +446,7 @@ __all__ = [
     "BACKDOOR_ASR", "EFFECTIVE_DER", "RELIABLE_AUROC", "RESULTS", "TABLES", "compare_with_stored", "defense_record",
     "defense_table", "first_release", "geometry_table", "headline_records", "load_geometry", "load_results",
     "matrix_records", "matrix_table", "plot_matrix", "plot_schedule", "plot_sweep", "protocol_table", "records_frame", "release_point_table", "victim_geometry",
-    "reference_folder", "reference_geometry", "reference_results", "release_table", "resnet_records", "schedule_table", "shadow_table", "standard_records",
+    "reference_folder", "reference_geometry", "reference_results", "release_table", "resnet_records", "schedule_geometry",
+    "schedule_table", "shadow_table", "standard_records",
     "start_table", "stored_clean_scans", "study_records", "sweep_table", "write_report",
 ]
