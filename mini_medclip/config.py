@@ -115,6 +115,11 @@ PRESETS: dict[str, Config] = {
 }
 
 
+# What a preset's image encoder needs beyond the numbers its encoders share, as `get_config` overrides: the tiny ViT
+# gets the convolutional stem and twice the ResNet's steps (chapter 7 shows what each one changes).
+BACKBONE_SETTINGS: dict[str, dict[str, dict]] = {"tiny": {"vit": {"model__vit_arch": "conv-stem", "train__steps": 1_000}}}
+
+
 def validate(cfg: Config) -> Config:
     """Check a config at the boundary, so that a typo fails here and not deep inside torch."""
     check_choice("preset", cfg.preset, tuple(PRESETS))
@@ -131,9 +136,12 @@ def validate(cfg: Config) -> Config:
 
 
 def get_config(preset: str = "tiny", **overrides) -> Config:
-    """A preset with overrides given as `section__field=value`, e.g. `model__image_encoder="vit"`."""
+    """A preset with overrides given as `section__field=value`, e.g. `model__image_encoder="vit"`; the preset's
+    settings for its image encoder (`BACKBONE_SETTINGS`) come first, so an explicit override wins over them."""
     check_choice("preset", preset, tuple(PRESETS))
     cfg = PRESETS[preset]
+    encoder = overrides.get("model__image_encoder", cfg.model.image_encoder)
+    overrides = {**BACKBONE_SETTINGS.get(preset, {}).get(encoder, {}), **overrides}
     sections: dict[str, dict] = {}
     for name, value in overrides.items():
         section, _, fname = name.partition("__")
@@ -145,4 +153,17 @@ def get_config(preset: str = "tiny", **overrides) -> Config:
     cfg = dataclasses.replace(
         cfg, **{s: dataclasses.replace(getattr(cfg, s), **kv) for s, kv in sections.items()}
     )
+    return validate(cfg)
+
+
+def with_image_encoder(cfg: Config, encoder: str) -> Config:
+    """`cfg` with image encoder `encoder` and the preset's settings for it (`BACKBONE_SETTINGS`) on every field that
+    `cfg` leaves at its preset's value: a config with its own steps (a quick test) keeps them."""
+    check_choice("image encoder", encoder, IMAGE_ENCODERS)
+    preset = PRESETS[cfg.preset]
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, image_encoder=encoder))
+    for name, value in BACKBONE_SETTINGS.get(cfg.preset, {}).get(encoder, {}).items():
+        section, _, fname = name.partition("__")
+        if getattr(getattr(cfg, section), fname) == getattr(getattr(preset, section), fname):
+            cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section), **{fname: value})})
     return validate(cfg)

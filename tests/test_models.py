@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import PreTrainedTokenizerFast
 
-from mini_medclip.config import get_config
+from mini_medclip.config import PRESETS, get_config, with_image_encoder
 from mini_medclip.models import MAX_LOGIT_SCALE, ImageEncoder, MedCLIP, TextEncoder, masked_layer_mean_pool
 from mini_medclip.tokenizer import train_tokenizer
 
@@ -92,6 +92,21 @@ def test_joint_model_shapes_and_unit_norm(tokenizer, encoder, vit_arch):
 def test_an_unknown_vit_design_names_the_valid_ones():
     with pytest.raises(ValueError, match="invalid vit_arch 'tiny'.*small, conv-stem, swin_t"):
         ImageEncoder(get_config("tiny", model__image_encoder="vit", model__vit_arch="tiny").model, image_size=64)
+
+
+def test_the_tiny_vit_gets_its_stem_and_steps_unless_a_config_sets_them():
+    vit = get_config("tiny", model__image_encoder="vit")
+    assert (vit.model.vit_arch, vit.train.steps) == ("conv-stem", 1_000)
+    resnet = get_config("tiny")
+    assert resnet == PRESETS["tiny"]  # the ResNet's config, and so its cache key, are the preset's
+    assert get_config("tiny", model__image_encoder="vit", train__steps=40).train.steps == 40  # an explicit override wins
+    assert with_image_encoder(resnet, "vit") == vit
+    quick = with_image_encoder(get_config("tiny", train__steps=5), "vit")
+    assert (quick.model.vit_arch, quick.train.steps) == ("conv-stem", 5)  # a quick test keeps its own steps
+    assert with_image_encoder(vit, "resnet").model.image_encoder == "resnet"
+    assert get_config("full", model__image_encoder="vit").model.vit_arch == "swin_t"  # no settings: the preset's
+    with pytest.raises(ValueError, match="invalid image encoder 'lenet'; expected one of: resnet, vit"):
+        with_image_encoder(resnet, "lenet")
 
 
 def test_logit_scale_starts_at_clip_value_and_is_capped_at_100():

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 import mini_medclip.experiments.reproduce as reproduce_module
 from mini_medclip.config import get_config
 from mini_medclip.experiments.report import (
-    compare_with_stored, defense_record, defense_table, geometry_table, load_geometry, load_results, matrix_table,
-    protocol_table, reference_folder, release_point_table, release_table, victim_geometry, schedule_geometry, schedule_table, shadow_table, start_table, stored_clean_scans,
+    compare_with_stored, defense_record, defense_table, geometry_table, load_geometry, load_providers, load_results, matrix_table,
+    protocol_table, provider_table, reference_folder, release_point_table, release_table, victim_geometry, schedule_geometry, schedule_table, shadow_table, start_table, stored_clean_scans,
     sweep_table,
 )
 from mini_medclip.experiments.reproduce import (
@@ -137,7 +138,13 @@ def fake_pipeline(monkeypatch):
     monkeypatch.setattr(reproduce_module, "evaluate_run", _fake_records)
     monkeypatch.setattr(reproduce_module, "load_data", lambda cfg: (None, None, {}))
     monkeypatch.setattr(reproduce_module, "geometry_records", _fake_geometry)
+    monkeypatch.setattr(reproduce_module, "provider_records", _fake_providers)
     return trained
+
+
+def _fake_providers(preset, backbone, release_seed, device=None):
+    return [{"backbone": backbone, "release_seed": release_seed, "task": task,
+             "acc": (0.85 if backbone == "resnet" else 0.6) - 0.02 * release_seed, "acc_std": 0.01} for task in TASKS]
 
 
 def _fake_geometry(preset, run, result, data, device=None):
@@ -162,6 +169,30 @@ def test_reproduce_resumes_where_it_stopped_and_writes_the_report(tmp_path, fake
     assert all((tmp_path / name).exists() for name in ("sweep.png", "matrix_asr.png", "matrix_ba.png"))
     stored = json.loads((tmp_path / "results.json").read_text())
     assert stored["preset"] == "tiny" and stored["defenses"] == []
+
+
+def test_each_clean_release_of_a_plan_is_scored_once_and_tabled_over_release_seeds(tmp_path, fake_pipeline, monkeypatch):
+    scored = []
+    monkeypatch.setattr(reproduce_module, "provider_records", lambda *args, **kw: scored.append(args[1:3]) or _fake_providers(*args, **kw))
+    plan = [Run("resnet", "patch", "clean", 0, release_seed=r) for r in (0, 1, 2)] + [Run("resnet", "patch", "badmatch", 5, release_seed=1)]
+    plan += [Run("vit", "patch", "clean", 0)]
+    reproduce("tiny", tmp_path, plan=plan, progress=False, with_defenses=False)
+    assert sorted(scored) == [("resnet", 0), ("resnet", 1), ("resnet", 2), ("vit", 0)]  # one per release, not per run
+    reproduce("tiny", tmp_path, plan=plan + [Run("resnet", "patch", "clean", 0, release_seed=3)], progress=False, with_defenses=False)
+    assert scored[4:] == [("resnet", 3)]  # resumed: only the new release
+    table = provider_table(load_providers(tmp_path))
+    assert table.loc[("resnet", "5-class"), "mean"] == pytest.approx(0.82)  # 0.85 - 0.02 x mean(0, 1, 2, 3)
+    assert table.loc[("resnet", "5-class"), "std"] == pytest.approx(0.02 * np.std([0, 1, 2, 3], ddof=1))
+    assert table.loc[("vit", "5-class"), "mean"] == pytest.approx(0.6)
+    assert np.isnan(table.loc[("vit", "5-class"), "release 1"]) and np.isnan(table.loc[("vit", "5-class"), "std"])  # one draw: no spread
+    assert [task for _, task in table.index] == ["5-class", "COVID-like", "RSNA-like"] * 2  # the course's order
+    assert "The clean releases" in (tmp_path / "results.md").read_text()
+
+
+def test_a_folder_without_clean_release_scores_says_how_to_get_them(tmp_path, fake_pipeline):
+    (tmp_path / "results.json").write_text(json.dumps({"preset": "tiny", "data": "embedded", "records": []}))
+    with pytest.raises(ValueError, match="no clean-release scores.*reproduce"):
+        load_providers(tmp_path)
 
 
 def test_sweep_and_matrix_tables_average_over_seeds_and_pivot_attacks(tmp_path, fake_pipeline):

@@ -37,6 +37,16 @@ def load_geometry(out_dir) -> pd.DataFrame:
     return records_frame(rows)
 
 
+def load_providers(out_dir) -> pd.DataFrame:
+    """The clean releases' zero-shot scores `reproduce` stored in `out_dir/results.json` (one row per backbone,
+    release seed and task)."""
+    path = Path(out_dir) / RESULTS
+    rows = json.loads(path.read_text()).get("providers", [])
+    if not rows:
+        raise ValueError(f"{path} holds no clean-release scores; run `python -m mini_medclip reproduce` into it")
+    return pd.DataFrame(rows)
+
+
 def records_frame(records: list[dict]) -> pd.DataFrame:
     """The records as a DataFrame; a field a record was written without has the value every run had then
     (`runs.LATER_FIELDS`: release 0, the protocol's schedule, the default shadow images)."""
@@ -57,6 +67,11 @@ def reference_results(preset: str = "tiny") -> tuple[pd.DataFrame, list[dict]]:
 def reference_geometry(preset: str = "tiny") -> pd.DataFrame:
     """The trigger geometry of the shipped study (`reproduce --plan study`)."""
     return load_geometry(reference_folder(preset))
+
+
+def reference_providers(preset: str = "tiny") -> pd.DataFrame:
+    """The clean releases' zero-shot scores of the shipped results."""
+    return load_providers(reference_folder(preset))
 
 
 def reference_folder(preset: str = "tiny") -> Path:
@@ -121,6 +136,17 @@ def defense_table(defense_records: list[dict]) -> pd.DataFrame:
     columns = [c for c in ("auroc", "tpr_at_fpr", "found", "poisoned", "ba_before", "asr_before", "ba_after", "asr_after", "der")
                if c in frame.columns]
     return frame.set_index(["defense", "attack"])[columns]
+
+
+def provider_table(providers: pd.DataFrame, metric: str = "acc") -> pd.DataFrame:
+    """A clean release's zero-shot `metric` per backbone and task (rows) and release seed (columns), with the
+    mean and the standard deviation over the release seeds (none for a single release)."""
+    table = providers.pivot_table(index=["backbone", "task"], columns="release_seed", values=metric)
+    table = table.loc[sorted(table.index, key=lambda row: (row[0], list(TASK_NAMES).index(row[1])))]  # the course's task order
+    table.columns = [f"release {seed}" for seed in table.columns]
+    seeds = table.copy()
+    table["mean"], table["std"] = seeds.mean(axis=1), seeds.std(axis=1)
+    return table.rename(index=TASK_NAMES, level="task")
 
 
 def first_release(frame: pd.DataFrame) -> pd.DataFrame:
@@ -380,11 +406,15 @@ def plot_matrix(frame: pd.DataFrame, metric: str = "asr"):
     return fig
 
 
-def write_report(frame: pd.DataFrame, out_dir, defenses: list[dict] = (), geometry: list[dict] = ()) -> None:
+def write_report(frame: pd.DataFrame, out_dir, defenses: list[dict] = (), geometry: list[dict] = (),
+                 providers: list[dict] = ()) -> None:
     """`results.md` (every table the records fill, as markdown) and the figures, from the records."""
     out = Path(out_dir)
     parts = [f"# Results ({len(frame)} records)\n"]
     figures = {}
+    if providers:
+        parts += ["## The clean releases: zero-shot accuracy per draw of the data (release seed)\n",
+                  provider_table(pd.DataFrame(list(providers))).round(3).reset_index().to_markdown(index=False), ""]
     if not frame.empty and not sweep_table(frame).empty:  # a plan may hold no ResNet / patch run
         parts += ["## Poison-count sweep (5-class task, ResNet, patch trigger)\n",
                   sweep_table(frame).round(3).to_markdown(index=False), ""]
@@ -444,9 +474,9 @@ def write_report(frame: pd.DataFrame, out_dir, defenses: list[dict] = (), geomet
 
 __all__ = [
     "BACKDOOR_ASR", "EFFECTIVE_DER", "RELIABLE_AUROC", "RESULTS", "TABLES", "compare_with_stored", "defense_record",
-    "defense_table", "first_release", "geometry_table", "headline_records", "load_geometry", "load_results",
-    "matrix_records", "matrix_table", "plot_matrix", "plot_schedule", "plot_sweep", "protocol_table", "records_frame", "release_point_table", "victim_geometry",
-    "reference_folder", "reference_geometry", "reference_results", "release_table", "resnet_records", "schedule_geometry",
+    "defense_table", "first_release", "geometry_table", "headline_records", "load_geometry", "load_providers", "load_results",
+    "matrix_records", "matrix_table", "plot_matrix", "plot_schedule", "plot_sweep", "protocol_table", "provider_table", "records_frame", "release_point_table", "victim_geometry",
+    "reference_folder", "reference_geometry", "reference_providers", "reference_results", "release_table", "resnet_records", "schedule_geometry",
     "schedule_table", "shadow_table", "standard_records",
     "start_table", "stored_clean_scans", "study_records", "sweep_table", "write_report",
 ]

@@ -29,7 +29,7 @@ from .defense_eval import evaluate_defense
 from .protocols import train_run
 from .report import RESULTS, defense_record, records_frame, write_report
 from .runs import Run, base_config
-from .scoring import evaluate_run, geometry_records
+from .scoring import evaluate_run, geometry_records, provider_records
 
 def sweep_plan(backbone: str = "resnet", trigger: str = "patch", counts=(1, 5, 100), target_counts=(1, 5),
                seeds=(0, 1, 2)) -> list[Run]:
@@ -198,8 +198,8 @@ def reproduce(preset: str | Config = "tiny", out_dir="reproduce", plan: str | li
               progress: bool = True, with_defenses: bool | None = None, geometry: list[Run] | None = None) -> pd.DataFrame:
     """Run every run of `plan` (a name of `PLANS`, or a list of runs) not yet in `out_dir/results.json`; then
     measure the trigger geometry of every run of `geometry` not yet measured (trained if it is not in the
-    cache); then, if `with_defenses`, score every defense of `defense_plan()` not yet scored; then write the
-    tables and figures. A named plan sets `geometry` and `with_defenses` unless they are given; a list of runs
+    cache); then score the clean release of every backbone and release seed of `plan` not yet scored; then, if
+    `with_defenses`, score every defense of `defense_plan()` not yet scored; then write the tables and figures. A named plan sets `geometry` and `with_defenses` unless they are given; a list of runs
     measures no geometry and scores the defenses. Returns the attack records as a DataFrame. `preset` is a
     name or a config (`runs.base_config`)."""
     if isinstance(plan, str):
@@ -219,9 +219,11 @@ def reproduce(preset: str | Config = "tiny", out_dir="reproduce", plan: str | li
         raise ValueError(f"{out / RESULTS} holds results of preset {held['preset']!r} on data {held['data']!r}, not "
                          f"{base.preset!r} on {base.data.source!r}; use another output folder for this one")
     records, defenses, shapes = stored.get("records", []), stored.get("defenses", []), stored.get("geometry", [])
+    providers = stored.get("providers", [])
 
     def save():
-        _write_json_atomic(out / RESULTS, {**header, "records": records, "defenses": defenses, "geometry": shapes})
+        _write_json_atomic(out / RESULTS, {**header, "records": records, "defenses": defenses, "geometry": shapes,
+                                           "providers": providers})
 
     done, measured, to_measure = {r["key"] for r in records}, {g["key"] for g in shapes}, set(geometry or ())
 
@@ -242,6 +244,10 @@ def reproduce(preset: str | Config = "tiny", out_dir="reproduce", plan: str | li
     for run in tqdm([r for r in geometry or () if r.key() not in measured], disable=not progress, desc="trigger geometry"):
         measure(run, train_run(preset, run, device)[0])
         save()
+    releases = {(run.backbone, run.release_seed) for run in plan} - {(p["backbone"], p["release_seed"]) for p in providers}
+    for backbone, release_seed in tqdm(sorted(releases), disable=not progress, desc="clean releases"):
+        providers.extend(provider_records(preset, backbone, release_seed, device))
+        save()
     scored = {(d["defense"], d["attack"], d["poison_rate"]) for d in defenses}
     todo = [item for item in defense_plan() if item not in scored] if with_defenses else []
     for name, attack, rate in tqdm(todo, disable=not progress, desc="defenses"):
@@ -250,7 +256,7 @@ def reproduce(preset: str | Config = "tiny", out_dir="reproduce", plan: str | li
         defenses.append({**defense_record(result), "seconds": time.perf_counter() - started})
         save()
     frame = records_frame(records)
-    write_report(frame, out, defenses, shapes)
+    write_report(frame, out, defenses, shapes, providers)
     return frame
 
 

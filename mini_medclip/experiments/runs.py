@@ -12,7 +12,7 @@ import json
 from dataclasses import asdict, dataclass
 
 from ..attacks.baddist import SHADOW_SOURCES, VARIANTS
-from ..config import IMAGE_ENCODERS, PRESETS, Config, get_config, validate
+from ..config import IMAGE_ENCODERS, PRESETS, Config, get_config, with_image_encoder
 from ..registry import check_choice
 
 # "clean" is the run without an attack, everywhere: runs, the CLI, the defense table.
@@ -125,7 +125,7 @@ def base_config(preset: str | Config, run: Run) -> Config:
     `preset` is a preset's name, or a config of one (overridden steps, or reading real data through a data
     spec: `data.sources.with_data_spec`); every experiment function passes it on as it came."""
     if isinstance(preset, Config):
-        cfg = validate(dataclasses.replace(preset, model=dataclasses.replace(preset.model, image_encoder=run.backbone)))
+        cfg = with_image_encoder(preset, run.backbone)
     else:
         check_choice("preset", preset, tuple(PRESETS))
         cfg = get_config(preset, model__image_encoder=run.backbone)

@@ -2,7 +2,8 @@
 
 `evaluate_run` turns a run's victim into the records `reproduce` stores: one per task, with the clean
 victim's ASR for the same trigger as the floor and, under BadDist, how far the tampered release moved the
-clean embeddings. `geometry_records` adds where the trigger sends images, in the release and in the victim.
+clean embeddings. `geometry_records` adds where the trigger sends images, in the release and in the victim;
+`provider_records` the clean release's own zero-shot accuracy, the model every victim starts from.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from ..attacks.metrics import evaluate_attack
 from ..attacks.triggers import Trigger, make_trigger
 from ..config import Config
 from ..data.pools import main_eval_set
+from ..data.sources import load_data
 from ..evaluation import linear_probe, retrieval_recall
 from ..zeroshot import evaluate_all
 from .protocols import pretrained_model, release_for
@@ -40,6 +42,17 @@ def attack_scores(model, tokenizer, data, trigger: Trigger, target: str = "No Fi
 def run_fields(run: Run) -> dict:
     """A run's fields as a record stores them (no variant without BadDist)."""
     return {**asdict(run), "variant": run.variant if run.uses_baddist else None, "attack_label": run.label}
+
+
+def provider_records(preset: str | Config, backbone: str, release_seed: int, device=None) -> list[dict]:
+    """One record per zero-shot task for the provider's clean release of `backbone` on draw `release_seed` of the
+    data: its accuracy, macro F1 and AUROC (mean and spread over 5 prompt draws)."""
+    run = Run(backbone, release_seed=release_seed)
+    cfg = base_config(preset, run)
+    _, text_pool, eval_sets = load_data(cfg)
+    release = pretrained_model(cfg, device)
+    return [{"backbone": backbone, "release_seed": release_seed, "task": task, **metrics}
+            for task, metrics in evaluate_all(release.model, release.tokenizer, eval_sets, text_pool).items()]
 
 
 def evaluate_run(preset: str | Config, run: Run, result, clean_result, data, device=None, seconds: float = 0.0) -> list[dict]:
@@ -73,4 +86,4 @@ def geometry_records(preset: str | Config, run: Run, result, data, device=None) 
             for stage, model in (("release", release), ("victim", result))]
 
 
-__all__ = ["attack_scores", "evaluate_run", "geometry_records", "model_metrics", "run_fields"]
+__all__ = ["attack_scores", "evaluate_run", "geometry_records", "model_metrics", "provider_records", "run_fields"]
