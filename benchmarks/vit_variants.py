@@ -1,7 +1,7 @@
 """The tiny ViT's designs at the tiny budget: 5-class zero-shot accuracy of the provider model (the preset's
-schedule) per `vit_arch` and learning rate, beside the ResNet, with seconds per run.
+schedule, or `--steps`) per `vit_arch`, learning rate and number of steps, beside the ResNet, with seconds per run.
 
-    python benchmarks/vit_variants.py [--archs small conv-stem] [--lrs 2e-3 5e-4]
+    python benchmarks/vit_variants.py [--archs small conv-stem] [--lrs 2e-3 5e-4] [--steps 500 1000]
 """
 import argparse
 import time
@@ -16,11 +16,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--archs", nargs="+", default=["small", "conv-stem"])
     parser.add_argument("--lrs", nargs="+", type=float, default=[2e-3])
+    parser.add_argument("--steps", nargs="+", type=int, default=[get_config("tiny", model__image_encoder="vit").train.steps])
     parser.add_argument("--resnet", action="store_true", help="also the ResNet, as the yardstick")
     args = parser.parse_args()
     device = pick_device()
-    configs = [(f"vit {arch} lr {lr:g}", get_config("tiny", model__image_encoder="vit", model__vit_arch=arch, train__lr=lr))
-               for arch in args.archs for lr in args.lrs]
+    configs = [(f"vit {arch} lr {lr:g} {steps} steps",
+                get_config("tiny", model__image_encoder="vit", model__vit_arch=arch, train__lr=lr, train__steps=steps))
+               for arch in args.archs for lr in args.lrs for steps in args.steps]
     if args.resnet:
         configs.insert(0, ("resnet", get_config("tiny")))
     print("| model | 5-class zero-shot | seconds |\n|---|---|---|")

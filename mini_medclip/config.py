@@ -40,7 +40,7 @@ class ModelConfig:
     image_encoder: str = "resnet"  # resnet | vit
     resnet_arch: str = "resnet18"  # a torchvision resnet constructor name
     resnet_width: int = 16  # channels of the first stage (64 in torchvision's original)
-    vit_arch: str = "small"  # "small": a torchvision VisionTransformer sized for tiny inputs; "swin_t"
+    vit_arch: str = "small"  # "small" (8x8 patches) | "conv-stem" (the tiny ViT: BACKBONE_SETTINGS) | "swin_t"
     embed_dim: int = 128
     vocab_size: int = 4_000
     text_hidden: int = 128
@@ -116,7 +116,7 @@ PRESETS: dict[str, Config] = {
 
 
 # What a preset's image encoder needs beyond the numbers its encoders share, as `get_config` overrides: the tiny ViT
-# gets the convolutional stem and twice the ResNet's steps (chapter 7 shows what each one changes).
+# gets the convolutional stem and twice the ResNet's steps (chapter 2 says why; benchmarks/vit_variants.py measures them).
 BACKBONE_SETTINGS: dict[str, dict[str, dict]] = {"tiny": {"vit": {"model__vit_arch": "conv-stem", "train__steps": 1_000}}}
 
 

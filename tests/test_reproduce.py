@@ -15,8 +15,9 @@ from mini_medclip.experiments.report import (
 )
 from mini_medclip.experiments.reproduce import (
     PLANS, count_plan, default_plan, fourier_plan, geometry_plan, matrix_plan, protocol_plan, release_plan, reproduce, schedule_plan,
-    shadow_plan, study_plan, sweep_plan, whole_model_plan,
+    shadow_plan, study_plan, sweep_plan, victim_budget_plan, whole_model_plan,
 )
+from mini_medclip.experiments.protocols import victim_config
 from mini_medclip.experiments.runs import LATER_FIELDS, Run, base_config, passes_over_pool, with_victim_schedule
 
 TASKS = ("five_class", "covid", "rsna")
@@ -74,7 +75,8 @@ def test_the_paper_plan_is_the_sweep_the_matrix_and_the_protocols_and_the_study_
     plan, study = default_plan(), study_plan()
     assert len(plan) == len({r.key() for r in plan}) and len(study) == len({r.key() for r in study})
     assert {r.key() for r in sweep_plan() + matrix_plan() + protocol_plan()} == {r.key() for r in plan}
-    parts = release_plan() + whole_model_plan() + schedule_plan() + count_plan() + shadow_plan() + fourier_plan()
+    parts = (release_plan() + whole_model_plan() + schedule_plan() + count_plan() + shadow_plan() + fourier_plan()
+             + victim_budget_plan())
     assert {r.key() for r in parts} == {r.key() for r in study} and not set(plan) & set(study)
     assert {(r.trigger, r.protocol, r.lr_scale) for r in fourier_plan()} == {("fourier", "whole-model", lr) for lr in (1 / 16, 1 / 4, 1)}
     assert all(run.clean_twin() in study for run in study)  # every study victim beside its own floor
@@ -95,6 +97,15 @@ def test_the_paper_plan_is_the_sweep_the_matrix_and_the_protocols_and_the_study_
     assert {(r.backbone, r.trigger) for r in matrix} == {(b, t) for b in ("resnet", "vit") for t in ("patch", "fourier")}
     five = [r for r in sweep_plan() if r.count == 5 and r.attack == "badmatch"]
     assert sorted(r.seed for r in five) == [0, 1, 2]  # several seeds where the count is small
+
+
+def test_the_victim_budget_plan_trains_the_tiny_vit_victims_as_long_as_the_resnet_ones():
+    resnet_victim = victim_config(base_config("tiny", Run()))
+    for run in victim_budget_plan():
+        victim = with_victim_schedule(victim_config(base_config("tiny", run)), run)
+        assert run.backbone == "vit" and victim.model.image_encoder == "vit"
+        assert (victim.train.steps, victim.train.lr) == (resnet_victim.train.steps, resnet_victim.train.lr)
+    assert victim_config(base_config("tiny", Run("vit"))).train.steps == 2 * resnet_victim.train.steps  # the matrix's
 
 
 def test_stored_keys_are_the_keys_of_the_runs_they_were_written_for():
