@@ -11,7 +11,7 @@ import mini_medclip.experiments.protocols as protocols
 import mini_medclip.experiments.scoring as scoring
 from helpers import same_weights, tiny_config, tiny_data, untrained_tiny_model, weights_of
 from mini_medclip.attacks.baddist import BadDistConfig
-from mini_medclip.attacks.geometry import trigger_geometry
+from mini_medclip.attacks.geometry import GEOMETRY, trigger_geometry
 from mini_medclip.attacks.triggers import make_trigger
 from mini_medclip.attacks.badmatch import BadMatchConfig
 from mini_medclip.config import get_config
@@ -113,6 +113,19 @@ def toy_preset(tiny_embedded_data, monkeypatch):
     for module in (protocols, scoring, defense_eval, reproduce_module):
         monkeypatch.setattr(module, "base_config", toy_config)
     return toy_config
+
+
+def test_survival_records_score_the_release_and_victim_of_the_run_with_the_same_settings(isolated_model_cache, toy_preset):
+    run = Run("resnet", "patch", "baddist+badmatch", 6, variant="target")
+    victim, _ = train_run("tiny", run, "cpu")
+    entries = len(list(isolated_model_cache.iterdir()))
+    rows = scoring.survival_records(toy_preset("tiny", run), BadDistConfig(trigger="patch", variant="target"), 6, tiny_data(), "cpu")
+    assert len(list(isolated_model_cache.iterdir())) == entries  # the run's own release and victim: nothing retrained
+    shapes = scoring.geometry_records("tiny", run, victim, tiny_data(), "cpu")
+    assert [r["stage"] for r in rows] == [g["stage"] for g in shapes] == ["release", "victim"]
+    for row, shape in zip(rows, shapes):
+        assert {name: row[name] for name in GEOMETRY} == pytest.approx({name: shape[name] for name in GEOMETRY})
+        assert 0 <= row["asr"] <= 1 and 0 <= row["ba"] <= 1
 
 
 def test_one_toy_experiment_end_to_end_poisons_tampers_trains_and_scores(isolated_model_cache, toy_preset, tmp_path):

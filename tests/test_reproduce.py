@@ -11,7 +11,7 @@ from mini_medclip.config import get_config
 from mini_medclip.experiments.report import (
     compare_with_stored, defense_record, defense_table, geometry_table, load_geometry, load_providers, load_results, matrix_table,
     protocol_table, provider_table, reference_folder, release_point_table, release_table, victim_geometry, schedule_geometry, schedule_table, shadow_table, start_table, stored_clean_scans,
-    sweep_table,
+    sweep_table, victim_budget_table,
 )
 from mini_medclip.experiments.reproduce import (
     PLANS, count_plan, default_plan, fourier_plan, geometry_plan, matrix_plan, protocol_plan, release_plan, reproduce, schedule_plan,
@@ -225,6 +225,19 @@ def test_other_protocols_get_their_own_table_and_stay_out_of_the_sweep_and_the_m
     assert other.protocol.tolist() == ["from-scratch", "from-scratch"] and other.attack_label.tolist() == ["clean", "badmatch"]
     assert other.asr.tolist() == pytest.approx([0.07, 0.15])
     assert "Other victim protocols" in (tmp_path / "results.md").read_text()
+
+
+def test_the_victim_budget_table_puts_the_vit_at_the_resnet_victims_steps_beside_the_matrix(tmp_path, fake_pipeline):
+    target = dict(variant="target")
+    plan = [Run(backbone, "patch", "clean", 0) for backbone in ("resnet", "vit")]
+    plan += [Run(backbone, "patch", "baddist+badmatch", 5, **target) for backbone in ("resnet", "vit")]
+    plan += victim_budget_plan() + [Run("resnet", "patch", "baddist+badmatch", 5, protocol="whole-model", steps_scale=2, **target)]
+    frame = reproduce("tiny", tmp_path, plan=plan, progress=False, with_defenses=False)
+    table = victim_budget_table(frame)
+    assert list(table.index) == [("resnet", 1.0), ("vit", 0.5), ("vit", 1.0)]  # no whole-model victim
+    assert list(table.columns) == ["clean BA, 5-class", "ASR 5-class", "ASR COVID-like", "ASR RSNA-like"]
+    assert table["ASR 5-class"].tolist() == pytest.approx([0.9] * 3) and table["clean BA, 5-class"].tolist() == pytest.approx([0.8] * 3)
+    assert "The victim's length" in (tmp_path / "results.md").read_text()
 
 
 def test_other_releases_get_their_own_table_and_stay_out_of_the_release_0_tables(tmp_path, fake_pipeline):

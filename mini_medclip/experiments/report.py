@@ -197,6 +197,22 @@ def matrix_table(frame: pd.DataFrame, count: int = 5) -> pd.DataFrame:
     return table.reindex(columns=pd.MultiIndex.from_product([["ba", "asr"], order]))
 
 
+def victim_budget_table(frame: pd.DataFrame, trigger: str = "patch", variant: str = "target") -> pd.DataFrame:
+    """Per backbone and victim length (`steps_scale`, a multiple of the protocol's steps; rows): the clean victim's
+    5-class BA and the ASR of BadDist (`variant`) + BadMatch at 5 records on each task, with `trigger` ("fine-tune",
+    release 0, seed 0). The matrix's victims are at 1; `reproduce.victim_budget_plan` adds the ViT's at 0.5."""
+    rows = first_release(frame)
+    rows = rows[(rows.trigger == trigger) & (rows.seed == 0) & (rows.protocol == "fine-tune") & (rows.lr_scale == 1)
+                & (rows.shadow == LATER_FIELDS["shadow"])]
+    attacked = rows[(rows.attack_label == f"baddist+badmatch ({variant})") & (rows.poison_count == 5)]
+    table = attacked.pivot_table(index=["backbone", "steps_scale"], columns="task", values="asr")
+    table = table[[task for task in TASK_NAMES if task in table.columns]]
+    table.columns = [f"ASR {TASK_NAMES[task]}" for task in table.columns]
+    clean = rows[(rows.attack == "clean") & (rows.task == "five_class")].set_index(["backbone", "steps_scale"]).ba
+    table.insert(0, "clean BA, 5-class", clean)
+    return table.dropna()
+
+
 def protocol_table(frame: pd.DataFrame, task: str = "five_class") -> pd.DataFrame:
     """BA and ASR (with its interval and the clean floor) of the runs of the "from-scratch" and "retrain"
     protocols, on `task` (release 0); the "whole-model" victims have `start_table`."""
@@ -426,6 +442,9 @@ def write_report(frame: pd.DataFrame, out_dir, defenses: list[dict] = (), geomet
                   matrix.reset_index().to_markdown(index=False), ""]
         figures["matrix_asr.png"] = lambda: plot_matrix(frame, "asr")
         figures["matrix_ba.png"] = lambda: plot_matrix(frame, "ba")
+    if not frame.empty and len(victim_budget_table(frame).reset_index().steps_scale.unique()) > 1:
+        parts += ["## The victim's length: patch victims at other multiples of the protocol's steps\n",
+                  victim_budget_table(frame).round(3).reset_index().to_markdown(index=False), ""]
     if not frame.empty and not protocol_table(frame).empty:
         parts += ["## Other victim protocols (5-class task)\n",
                   protocol_table(frame).drop(columns="asr_ci").round(3).to_markdown(index=False), ""]
@@ -478,5 +497,5 @@ __all__ = [
     "matrix_records", "matrix_table", "plot_matrix", "plot_schedule", "plot_sweep", "protocol_table", "provider_table", "records_frame", "release_point_table", "victim_geometry",
     "reference_folder", "reference_geometry", "reference_providers", "reference_results", "release_table", "resnet_records", "schedule_geometry",
     "schedule_table", "shadow_table", "standard_records",
-    "start_table", "stored_clean_scans", "study_records", "sweep_table", "write_report",
+    "start_table", "stored_clean_scans", "study_records", "sweep_table", "victim_budget_table", "write_report",
 ]

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from ..attacks.baddist import embedding_drift
+from ..attacks.baddist import BadDistConfig, embedding_drift
+from ..attacks.badmatch import BadMatchConfig
 from ..attacks.geometry import trigger_geometry
 from ..attacks.metrics import evaluate_attack
 from ..attacks.triggers import Trigger, make_trigger
@@ -18,7 +19,7 @@ from ..data.pools import main_eval_set
 from ..data.sources import load_data
 from ..evaluation import linear_probe, retrieval_recall
 from ..zeroshot import evaluate_all
-from .protocols import pretrained_model, release_for
+from .protocols import build_victim_model, pretrained_model, release_for, tampered_release
 from .runs import Run, base_config
 
 
@@ -86,4 +87,22 @@ def geometry_records(preset: str | Config, run: Run, result, data, device=None) 
             for stage, model in (("release", release), ("victim", result))]
 
 
-__all__ = ["attack_scores", "evaluate_run", "geometry_records", "model_metrics", "provider_records", "run_fields"]
+def survival_records(cfg: Config, baddist: BadDistConfig, count: int, data, device=None) -> list[dict]:
+    """A tampered release and its "fine-tune" victim trained on `count` records poisoned with the release's own
+    trigger (release 0, seed 0): BA, ASR and `trigger_geometry` on the main evaluation set, one row per stage.
+    For the settings a `Run` does not name (trigger parameters, shadow images): chapter 7's Fourier study."""
+    _, text_pool, eval_sets = data
+    eval_set, trigger = main_eval_set(eval_sets), baddist.make_trigger()
+    attack = BadMatchConfig(trigger=baddist.trigger, trigger_params=baddist.trigger_params,
+                            rate=count / cfg.data.n_train_images)
+    rows = []
+    for stage, model in (("release", tampered_release(cfg, baddist, device)),
+                         ("victim", build_victim_model(cfg, attack, baddist, device)[0])):
+        scores = evaluate_attack(model.model, model.tokenizer, eval_set, text_pool, trigger)
+        rows.append({"stage": stage, "ba": scores["ba"], "asr": scores["asr"],
+                     **trigger_geometry(model.model, model.tokenizer, eval_set, text_pool, trigger)})
+    return rows
+
+
+__all__ = ["attack_scores", "evaluate_run", "geometry_records", "model_metrics", "provider_records", "run_fields",
+           "survival_records"]
