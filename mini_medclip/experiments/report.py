@@ -442,9 +442,10 @@ def write_report(frame: pd.DataFrame, out_dir, defenses: list[dict] = (), geomet
                   matrix.reset_index().to_markdown(index=False), ""]
         figures["matrix_asr.png"] = lambda: plot_matrix(frame, "asr")
         figures["matrix_ba.png"] = lambda: plot_matrix(frame, "ba")
-    if not frame.empty and len(victim_budget_table(frame).reset_index().steps_scale.unique()) > 1:
+    budget = None if frame.empty else victim_budget_table(frame)  # computed once: the test and the table
+    if budget is not None and budget.index.get_level_values("steps_scale").nunique() > 1:
         parts += ["## The victim's length: patch victims at other multiples of the protocol's steps\n",
-                  victim_budget_table(frame).round(3).reset_index().to_markdown(index=False), ""]
+                  budget.round(3).reset_index().to_markdown(index=False), ""]
     if not frame.empty and not protocol_table(frame).empty:
         parts += ["## Other victim protocols (5-class task)\n",
                   protocol_table(frame).drop(columns="asr_ci").round(3).to_markdown(index=False), ""]
