@@ -120,6 +120,14 @@ PRESETS: dict[str, Config] = {
 BACKBONE_SETTINGS: dict[str, dict[str, dict]] = {"tiny": {"vit": {"model__vit_arch": "conv-stem", "train__steps": 1_000}}}
 
 
+def shared_steps(cfg: Config) -> int:
+    """The steps of `cfg` without its image encoder's own setting in `BACKBONE_SETTINGS`: the budget every backbone
+    of its preset shares (the tiny ViT's release trains 1,000 steps, its share is the preset's 500). A config with
+    steps of its own (a quick test) keeps them."""
+    own = BACKBONE_SETTINGS.get(cfg.preset, {}).get(cfg.model.image_encoder, {}).get("train__steps")
+    return PRESETS[cfg.preset].train.steps if cfg.train.steps == own else cfg.train.steps
+
+
 def validate(cfg: Config) -> Config:
     """Check a config at the boundary, so that a typo fails here and not deep inside torch."""
     check_choice("preset", cfg.preset, tuple(PRESETS))

@@ -11,11 +11,11 @@ from mini_medclip.config import get_config
 from mini_medclip.experiments.report import (
     compare_with_stored, defense_record, defense_table, geometry_table, load_geometry, load_providers, load_results, matrix_table,
     protocol_table, provider_table, reference_folder, release_point_table, release_table, victim_geometry, schedule_geometry, schedule_table, shadow_table, start_table, stored_clean_scans,
-    sweep_table, victim_budget_table,
+    sweep_table, backbone_seed_table,
 )
 from mini_medclip.experiments.reproduce import (
     PLANS, count_plan, default_plan, fourier_plan, geometry_plan, matrix_plan, protocol_plan, release_plan, reproduce, schedule_plan,
-    shadow_plan, study_plan, sweep_plan, victim_budget_plan, whole_model_plan,
+    shadow_plan, study_plan, sweep_plan, backbone_seed_plan, whole_model_plan,
 )
 from mini_medclip.experiments.protocols import victim_config
 from mini_medclip.experiments.runs import LATER_FIELDS, Run, base_config, passes_over_pool, with_victim_schedule
@@ -76,7 +76,7 @@ def test_the_paper_plan_is_the_sweep_the_matrix_and_the_protocols_and_the_study_
     assert len(plan) == len({r.key() for r in plan}) and len(study) == len({r.key() for r in study})
     assert {r.key() for r in sweep_plan() + matrix_plan() + protocol_plan()} == {r.key() for r in plan}
     parts = (release_plan() + whole_model_plan() + schedule_plan() + count_plan() + shadow_plan() + fourier_plan()
-             + victim_budget_plan())
+             + backbone_seed_plan())
     assert {r.key() for r in parts} == {r.key() for r in study} and not set(plan) & set(study)
     assert {(r.trigger, r.protocol, r.lr_scale) for r in fourier_plan()} == {("fourier", "whole-model", lr) for lr in (1 / 16, 1 / 4, 1)}
     assert all(run.clean_twin() in study for run in study)  # every study victim beside its own floor
@@ -99,13 +99,18 @@ def test_the_paper_plan_is_the_sweep_the_matrix_and_the_protocols_and_the_study_
     assert sorted(r.seed for r in five) == [0, 1, 2]  # several seeds where the count is small
 
 
-def test_the_victim_budget_plan_trains_the_tiny_vit_victims_as_long_as_the_resnet_ones():
-    resnet_victim = victim_config(base_config("tiny", Run()))
-    for run in victim_budget_plan():
-        victim = with_victim_schedule(victim_config(base_config("tiny", run)), run)
-        assert run.backbone == "vit" and victim.model.image_encoder == "vit"
-        assert (victim.train.steps, victim.train.lr) == (resnet_victim.train.steps, resnet_victim.train.lr)
-    assert victim_config(base_config("tiny", Run("vit"))).train.steps == 2 * resnet_victim.train.steps  # the matrix's
+def test_a_fine_tune_victim_trains_the_same_steps_on_every_backbone_and_its_release_keeps_its_own():
+    resnet_release, vit_release = base_config("tiny", Run()), base_config("tiny", Run("vit"))
+    assert vit_release.train.steps == 2 * resnet_release.train.steps  # the tiny ViT's release trains longer
+    resnet_victim, vit_victim = victim_config(resnet_release), victim_config(vit_release)
+    assert vit_victim.model.image_encoder == "vit"
+    assert (vit_victim.train.steps, vit_victim.train.lr) == (resnet_victim.train.steps, resnet_victim.train.lr)
+    assert resnet_victim.train.steps == resnet_release.train.steps // 2
+    quick = base_config(get_config("tiny", train__steps=8), Run("vit"))  # a config with its own steps keeps them
+    assert quick.train.steps == 8 and victim_config(quick).train.steps == 4
+    runs = backbone_seed_plan()
+    assert {r.seed for r in runs} == {1, 2} and {r.backbone for r in runs} == {"vit"}
+    assert all(run.clean_twin() in runs for run in runs)
 
 
 def test_stored_keys_are_the_keys_of_the_runs_they_were_written_for():
@@ -227,17 +232,18 @@ def test_other_protocols_get_their_own_table_and_stay_out_of_the_sweep_and_the_m
     assert "Other victim protocols" in (tmp_path / "results.md").read_text()
 
 
-def test_the_victim_budget_table_puts_the_vit_at_the_resnet_victims_steps_beside_the_matrix(tmp_path, fake_pipeline):
+def test_the_backbone_seed_table_shows_each_backbones_targeted_patch_victim_per_victim_seed(tmp_path, fake_pipeline):
     target = dict(variant="target")
     plan = [Run(backbone, "patch", "clean", 0) for backbone in ("resnet", "vit")]
     plan += [Run(backbone, "patch", "baddist+badmatch", 5, **target) for backbone in ("resnet", "vit")]
-    plan += victim_budget_plan() + [Run("resnet", "patch", "baddist+badmatch", 5, protocol="whole-model", steps_scale=2, **target)]
+    plan += backbone_seed_plan(seeds=(1,)) + [Run("resnet", "patch", "baddist+badmatch", 5, protocol="whole-model", **target),
+                                              Run("resnet", "patch", "baddist+badmatch", 5, steps_scale=2, **target)]
     frame = reproduce("tiny", tmp_path, plan=plan, progress=False, with_defenses=False)
-    table = victim_budget_table(frame)
-    assert list(table.index) == [("resnet", 1.0), ("vit", 0.5), ("vit", 1.0)]  # no whole-model victim
+    table = backbone_seed_table(frame)
+    assert list(table.index) == [("resnet", 0), ("vit", 0), ("vit", 1)]  # no whole-model victim, no other schedule
     assert list(table.columns) == ["clean BA, 5-class", "ASR 5-class", "ASR COVID-like", "ASR RSNA-like"]
-    assert table["ASR 5-class"].tolist() == pytest.approx([0.9] * 3) and table["clean BA, 5-class"].tolist() == pytest.approx([0.8] * 3)
-    assert "The victim's length" in (tmp_path / "results.md").read_text()
+    assert table["ASR 5-class"].tolist() == pytest.approx([0.9, 0.9, 0.91]) and table["clean BA, 5-class"].tolist() == pytest.approx([0.8] * 3)
+    assert "over victim seeds" in (tmp_path / "results.md").read_text()
 
 
 def test_other_releases_get_their_own_table_and_stay_out_of_the_release_0_tables(tmp_path, fake_pipeline):

@@ -16,7 +16,7 @@ import torch
 from ..attacks.baddist import BadDistConfig, target_text_embedding, tamper_image_encoder
 from ..attacks.badmatch import BadMatchConfig, choose_poison_indices, poison_image_pool
 from ..cache import cached_model
-from ..config import EMBEDDED, Config
+from ..config import EMBEDDED, Config, shared_steps
 from ..data.embedded import build_provider_pool
 from ..data.label_sampler import sample_labels
 from ..data.sources import load_data
@@ -89,12 +89,15 @@ def release_for(preset: str | Config, run: Run, device=None) -> TrainResult:
 
 
 def victim_config(cfg: Config, seed: int | None = None) -> Config:
-    """The "fine-tune" schedule: half the steps of `cfg` at a quarter of its learning rate, reseeded.
+    """The "fine-tune" schedule: half the preset's shared steps (`config.shared_steps`) at a quarter of the
+    learning rate of `cfg`, reseeded.
 
-    At the from-scratch rate and length the victim's own training washes part of the tampering out
-    (chapter 6 measures how much).
+    At the from-scratch rate and length the victim's own training washes part of the tampering out (chapter 6
+    measures how much). The victim's budget is its own, not its release's: the paper's victim fine-tunes a
+    fixed number of steps whatever the backbone, and a victim that trains longer erases more of the tampering,
+    so a backbone whose release needs more steps would otherwise meet a harder victim (chapter 7).
     """
-    train_cfg = dataclasses.replace(cfg.train, steps=max(1, cfg.train.steps // 2), lr=cfg.train.lr / 4,
+    train_cfg = dataclasses.replace(cfg.train, steps=max(1, shared_steps(cfg) // 2), lr=cfg.train.lr / 4,
                                     seed=cfg.train.seed if seed is None else seed)
     return dataclasses.replace(cfg, train=train_cfg)
 

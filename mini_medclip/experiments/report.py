@@ -197,18 +197,17 @@ def matrix_table(frame: pd.DataFrame, count: int = 5) -> pd.DataFrame:
     return table.reindex(columns=pd.MultiIndex.from_product([["ba", "asr"], order]))
 
 
-def victim_budget_table(frame: pd.DataFrame, trigger: str = "patch", variant: str = "target") -> pd.DataFrame:
-    """Per backbone and victim length (`steps_scale`, a multiple of the protocol's steps; rows): the clean victim's
-    5-class BA and the ASR of BadDist (`variant`) + BadMatch at 5 records on each task, with `trigger` ("fine-tune",
-    release 0, seed 0). The matrix's victims are at 1; `reproduce.victim_budget_plan` adds the ViT's at 0.5."""
-    rows = first_release(frame)
-    rows = rows[(rows.trigger == trigger) & (rows.seed == 0) & (rows.protocol == "fine-tune") & (rows.lr_scale == 1)
-                & (rows.shadow == LATER_FIELDS["shadow"])]
+def backbone_seed_table(frame: pd.DataFrame, trigger: str = "patch", variant: str = "target") -> pd.DataFrame:
+    """Per backbone and victim seed (rows): the clean victim's 5-class BA and the ASR of BadDist (`variant`) +
+    BadMatch at 5 records on each task, with `trigger` ("fine-tune" at its own schedule, release 0): the matrix's
+    cell over the seeds each backbone has (`reproduce.backbone_seed_plan`)."""
+    rows = standard_records(first_release(frame))
+    rows = rows[(rows.trigger == trigger) & (rows.protocol == "fine-tune")]
     attacked = rows[(rows.attack_label == f"baddist+badmatch ({variant})") & (rows.poison_count == 5)]
-    table = attacked.pivot_table(index=["backbone", "steps_scale"], columns="task", values="asr")
+    table = attacked.pivot_table(index=["backbone", "seed"], columns="task", values="asr")
     table = table[[task for task in TASK_NAMES if task in table.columns]]
     table.columns = [f"ASR {TASK_NAMES[task]}" for task in table.columns]
-    clean = rows[(rows.attack == "clean") & (rows.task == "five_class")].set_index(["backbone", "steps_scale"]).ba
+    clean = rows[(rows.attack == "clean") & (rows.task == "five_class")].set_index(["backbone", "seed"]).ba
     table.insert(0, "clean BA, 5-class", clean)
     return table.dropna()
 
@@ -442,10 +441,10 @@ def write_report(frame: pd.DataFrame, out_dir, defenses: list[dict] = (), geomet
                   matrix.reset_index().to_markdown(index=False), ""]
         figures["matrix_asr.png"] = lambda: plot_matrix(frame, "asr")
         figures["matrix_ba.png"] = lambda: plot_matrix(frame, "ba")
-    budget = None if frame.empty else victim_budget_table(frame)  # computed once: the test and the table
-    if budget is not None and budget.index.get_level_values("steps_scale").nunique() > 1:
-        parts += ["## The victim's length: patch victims at other multiples of the protocol's steps\n",
-                  budget.round(3).reset_index().to_markdown(index=False), ""]
+    seeds = None if frame.empty else backbone_seed_table(frame)  # computed once: the test and the table
+    if seeds is not None and seeds.index.get_level_values("backbone").nunique() > 1:
+        parts += ["## The matrix's targeted patch victims over victim seeds (5 records)\n",
+                  seeds.round(3).reset_index().to_markdown(index=False), ""]
     if not frame.empty and not protocol_table(frame).empty:
         parts += ["## Other victim protocols (5-class task)\n",
                   protocol_table(frame).drop(columns="asr_ci").round(3).to_markdown(index=False), ""]
@@ -493,10 +492,10 @@ def write_report(frame: pd.DataFrame, out_dir, defenses: list[dict] = (), geomet
 
 
 __all__ = [
-    "BACKDOOR_ASR", "EFFECTIVE_DER", "RELIABLE_AUROC", "RESULTS", "TABLES", "compare_with_stored", "defense_record",
+    "BACKDOOR_ASR", "EFFECTIVE_DER", "RELIABLE_AUROC", "RESULTS", "TABLES", "backbone_seed_table", "compare_with_stored", "defense_record",
     "defense_table", "first_release", "geometry_table", "headline_records", "load_geometry", "load_providers", "load_results",
     "matrix_records", "matrix_table", "plot_matrix", "plot_schedule", "plot_sweep", "protocol_table", "provider_table", "records_frame", "release_point_table", "victim_geometry",
     "reference_folder", "reference_geometry", "reference_providers", "reference_results", "release_table", "resnet_records", "schedule_geometry",
     "schedule_table", "shadow_table", "standard_records",
-    "start_table", "stored_clean_scans", "study_records", "sweep_table", "victim_budget_table", "write_report",
+    "start_table", "stored_clean_scans", "study_records", "sweep_table", "write_report",
 ]

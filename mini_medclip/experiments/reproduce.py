@@ -112,12 +112,11 @@ def whole_model_plan(count: int = 5, seeds=(0, 1, 2), release_seeds=(0, 1, 2)) -
     return runs
 
 
-def victim_budget_plan(steps_scale: float = 0.5) -> list[Run]:
-    """The ViT's clean and targeted patch victims of the matrix at `steps_scale` of their steps: the tiny ViT's
-    release trains twice the ResNet's steps and each victim half its release's, so at 0.5 a ViT victim trains
-    exactly as long as a ResNet one, which separates the architecture from the victim's longer training."""
-    return [Run("vit", "patch", "clean", 0, steps_scale=steps_scale),
-            Run("vit", "patch", "baddist+badmatch", 5, variant="target", steps_scale=steps_scale)]
+def backbone_seed_plan(backbone: str = "vit", seeds=(1, 2), count: int = 5) -> list[Run]:
+    """The clean and targeted patch victims of the matrix's `backbone` on other victim seeds (`sweep_plan` gives
+    the ResNet's): a single seed cannot tell a backbone's weaker backdoor from one unlucky victim."""
+    return [run for seed in seeds for run in (Run(backbone, "patch", "clean", 0, seed),
+                                              Run(backbone, "patch", "baddist+badmatch", count, seed, variant="target"))]
 
 
 STUDY_ATTACKS = (("clean", 0, "away"), ("badmatch", 5, "away"), ("baddist", 0, "away"), ("baddist+badmatch", 5, "away"),
@@ -172,11 +171,11 @@ def default_plan() -> list[Run]:
 def study_plan() -> list[Run]:
     """Chapter 6's study of the victim: the whole-model start on release 0, its schedule, the poison counts and the
     shadow images; then the other releases, whole-model and "fine-tune" (a stopped study has release 0 whole); then
-    chapter 7's Fourier trigger at several victim schedules and its ViT victims at the ResNet victims' steps."""
+    chapter 7's Fourier trigger at several victim schedules and its ViT patch victims on more victim seeds."""
     whole = whole_model_plan()
     first = [r for r in whole if r.release_seed == 0]
     return _unique(first + schedule_plan() + count_plan() + shadow_plan() + whole + release_plan() + fourier_plan()
-                   + victim_budget_plan())
+                   + backbone_seed_plan())
 
 
 def geometry_plan() -> list[Run]:
@@ -269,6 +268,6 @@ def reproduce(preset: str | Config = "tiny", out_dir="reproduce", plan: str | li
     return frame
 
 
-__all__ = ["DEFENSE_VICTIMS", "PLANS", "STUDY_ATTACKS", "count_plan", "default_plan", "defense_plan", "fourier_plan", "geometry_plan",
-           "matrix_plan", "protocol_plan", "release_plan", "reproduce", "schedule_plan", "shadow_plan", "study_plan", "victim_budget_plan",
+__all__ = ["DEFENSE_VICTIMS", "PLANS", "STUDY_ATTACKS", "backbone_seed_plan", "count_plan", "default_plan", "defense_plan", "fourier_plan", "geometry_plan",
+           "matrix_plan", "protocol_plan", "release_plan", "reproduce", "schedule_plan", "shadow_plan", "study_plan",
            "sweep_plan", "whole_model_plan"]

@@ -21,12 +21,12 @@ POISONING_ATTACKS = ("badmatch", "baddist+badmatch")  # the attacks that put rec
 TASK_NAMES = {"five_class": "5-class", "covid": "COVID-like", "rsna": "RSNA-like"}
 VICTIM_PROTOCOLS = {
     "fine-tune": "the victim starts its image tower from the provider's release (clean or tampered) and its text "
-                 "tower fresh, and trains half the steps at a quarter of the learning rate; BadDist reaches a "
-                 "victim only through a release (chapters 6 to 8, `reproduce`)",
+                 "tower fresh, and trains half the preset's steps (the same for every backbone) at a quarter of the "
+                 "learning rate; BadDist reaches a victim only through a release (chapters 6 to 8, `reproduce`)",
     "from-scratch": "the victim trains the whole model from random weights at the preset's schedule; BadMatch "
                     "needs no release, and there is none to tamper with (chapter 5, `train --attack badmatch`)",
-    "retrain": "the victim starts from a release like `fine-tune` but trains at the preset's full schedule (twice "
-               "the steps, four times the learning rate), which moves the image tower much further (chapter 6)",
+    "retrain": "the victim starts from a release like `fine-tune` but trains at its release's own schedule (at "
+               "least twice the steps, four times the learning rate), which moves the image tower much further (chapter 6)",
     "whole-model": "the victim starts from the whole release (image tower, text tower and tokenizer), as the paper's "
                    "victim starts from a pretrained MedCLIP, and trains at the `fine-tune` schedule",
 }
