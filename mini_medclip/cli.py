@@ -76,9 +76,9 @@ def _cmd_train(args) -> int:
         rate = 0.0 if args.attack == "baddist" else args.poison_rate
         attack = BadMatchConfig(trigger=args.trigger, rate=rate)
     if args.attack.startswith("baddist"):
-        from .attacks.baddist import BadDistConfig
+        from .attacks.baddist import baddist_config
 
-        baddist = BadDistConfig(trigger=args.trigger, variant=args.baddist_variant)
+        baddist = baddist_config(args.image_encoder, trigger=args.trigger, variant=args.baddist_variant)
     if distributed.launched_by_torchrun():  # `torchrun --nproc_per_node N -m mini_medclip train ...`
         try:
             metrics = run_training(cfg, args.out, attack=attack, baddist=baddist, device=distributed.join_from_env(),

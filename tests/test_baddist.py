@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 from helpers import same_weights, untrained_tiny_model, weights_of
 from mini_medclip.attacks.baddist import (
-    BadDistConfig, badencoder_loss, baddist_loss, embedding_drift, freeze_normalisation, tamper_image_encoder,
+    ENCODER_SETTINGS, BadDistConfig, badencoder_loss, baddist_config, baddist_loss, embedding_drift, freeze_normalisation,
+    tamper_image_encoder,
 )
 
 
@@ -40,6 +41,7 @@ def test_badencoder_loss_pulls_toward_the_target():
     ({"trigger": "zap"}, ["'zap'", "patch", "fourier"]),
     ({"target": "Broken Heart"}, ["Broken Heart"]),
     ({"shadow": "borrowed"}, ["'borrowed'", "victim-pool", "disjoint"]),
+    ({"optimizer": "rmsprop"}, ["'rmsprop'", "sgd", "adam"]),
 ])
 def test_bad_baddist_settings_name_the_value(params, words):
     with pytest.raises(ValueError) as err:
@@ -53,6 +55,16 @@ def test_the_default_shadow_source_stays_out_of_the_settings_that_key_the_cache(
     assert BadDistConfig(**BadDistConfig(shadow="disjoint").to_dict()) == BadDistConfig(shadow="disjoint")
 
 
+def test_the_default_optimizer_stays_out_of_the_cache_key_and_each_encoder_gets_its_own_settings():
+    assert "optimizer" not in BadDistConfig().to_dict()  # the ResNet's releases keep their keys
+    adam = BadDistConfig(optimizer="adam", lr=3e-4)
+    assert adam.to_dict()["optimizer"] == "adam" and BadDistConfig(**adam.to_dict()) == adam
+    assert baddist_config("resnet", variant="target") == BadDistConfig(variant="target")
+    vit = baddist_config("vit", trigger="fourier")
+    assert vit.trigger == "fourier" and {name: getattr(vit, name) for name in ENCODER_SETTINGS["vit"]} == ENCODER_SETTINGS["vit"]
+    assert baddist_config("vit", lr=1e-3).lr == 1e-3  # an explicit setting wins
+
+
 def test_freeze_normalisation_fixes_batchnorm_statistics_and_affine_parameters():
     model, _, _ = untrained_tiny_model()
     encoder = copy.deepcopy(model.image_encoder).train()
@@ -63,13 +75,13 @@ def test_freeze_normalisation_fixes_batchnorm_statistics_and_affine_parameters()
     assert all(m.weight.requires_grad for m in convs)
 
 
-@pytest.mark.parametrize("variant", ["away", "target"])
-def test_tampering_moves_triggered_embeddings_and_leaves_the_clean_encoder_alone(variant):
+@pytest.mark.parametrize("variant, optimizer, lr", [("away", "sgd", 1e-2), ("target", "sgd", 1e-2), ("target", "adam", 1e-3)])
+def test_tampering_moves_triggered_embeddings_and_leaves_the_clean_encoder_alone(variant, optimizer, lr):
     model, _, (pool, _, _) = untrained_tiny_model()
     clean = model.image_encoder
     before = weights_of(clean)
     stats_before = {k: v.clone() for k, v in clean.state_dict().items() if "running" in k}
-    bcfg = BadDistConfig(variant=variant, epochs=8, batch_size=20, lr=1e-2, shadow_images=60)
+    bcfg = BadDistConfig(variant=variant, epochs=8, batch_size=20, lr=lr, shadow_images=60, optimizer=optimizer)
     target = _unit(clean.projection.out_features, seed=3)
     tampered, history = tamper_image_encoder(clean, pool.batch(range(60)), bcfg, target, progress=False)
     assert len(history) == 8 and same_weights(weights_of(clean), before)

@@ -17,7 +17,8 @@ from mini_medclip.experiments.reproduce import (
     PLANS, count_plan, default_plan, fourier_plan, geometry_plan, matrix_plan, protocol_plan, release_plan, reproduce, schedule_plan,
     shadow_plan, study_plan, sweep_plan, backbone_seed_plan, whole_model_plan,
 )
-from mini_medclip.experiments.protocols import victim_config
+from mini_medclip.attacks.baddist import baddist_config
+from mini_medclip.experiments.protocols import run_attack_configs, victim_config
 from mini_medclip.experiments.runs import LATER_FIELDS, Run, base_config, passes_over_pool, with_victim_schedule
 
 TASKS = ("five_class", "covid", "rsna")
@@ -108,6 +109,9 @@ def test_a_fine_tune_victim_trains_the_same_steps_on_every_backbone_and_its_rele
     assert resnet_victim.train.steps == resnet_release.train.steps // 2
     quick = base_config(get_config("tiny", train__steps=8), Run("vit"))  # a config with its own steps keeps them
     assert quick.train.steps == 8 and victim_config(quick).train.steps == 4
+    for backbone in ("resnet", "vit"):  # the provider tampers each encoder with its own settings
+        tampering = run_attack_configs("tiny", Run(backbone, attack="baddist+badmatch", variant="target"))[1]
+        assert tampering == baddist_config(backbone, variant="target")
     runs = backbone_seed_plan()
     assert {r.seed for r in runs} == {1, 2} and {r.backbone for r in runs} == {"vit"}
     assert all(run.clean_twin() in runs for run in runs)

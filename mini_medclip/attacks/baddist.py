@@ -31,6 +31,7 @@ from ..zeroshot import prompts_for_classes
 from .triggers import TriggerSpec
 
 VARIANTS = ("away", "target")
+OPTIMIZERS = ("sgd", "adam")  # SGD with momentum 0.9 and weight decay 5e-4 (the reference code's); Adam without
 SHADOW_SOURCES = {
     "victim-pool": "the first `shadow_images` images of the victim's training pool: the provider holds the victim's "
                    "own data, the reference code's simplification",
@@ -69,10 +70,12 @@ class BadDistConfig(TriggerSpec):
     lr: float = 1e-2  # SGD; at 1e-3 nothing moved within 5 epochs in the prototype
     batch_size: int = 64
     seed: int = 0
+    optimizer: str = "sgd"  # one of OPTIMIZERS; an image encoder's own choice is in ENCODER_SETTINGS
 
     def __post_init__(self):
         check_choice("BadDist variant", self.variant, VARIANTS)
         check_choice("shadow", self.shadow, tuple(SHADOW_SOURCES))
+        check_choice("BadDist optimizer", self.optimizer, OPTIMIZERS)
         super().__post_init__()
         label_index(self.target)
         for name in ("shadow_images", "epochs", "batch_size"):
@@ -84,11 +87,25 @@ class BadDistConfig(TriggerSpec):
                 raise ValueError(f"invalid {name} {getattr(self, name)!r}; expected a positive number")
 
     def to_dict(self) -> dict:
-        """The settings; the default shadow source is left out, so cache keys written before it existed stay valid."""
+        """The settings; the default shadow source and optimizer are left out, so cache keys written before they
+        existed stay valid."""
         fields = super().to_dict()
-        if fields["shadow"] == "victim-pool":
-            del fields["shadow"]
+        for name, default in (("shadow", "victim-pool"), ("optimizer", "sgd")):
+            if fields[name] == default:
+                del fields[name]
         return fields
+
+
+# The tampering settings of an image encoder where BadDistConfig's defaults (the ResNet's, as in the reference
+# code) do not fit. SGD at the ResNet's rate moves a transformer's clean embeddings far in its first epoch, and
+# whether they come back is decided by rounding, machine to machine; Adam, the optimiser transformers are trained
+# with, keeps them (chapter 7).
+ENCODER_SETTINGS: dict[str, dict] = {"vit": {"optimizer": "adam", "lr": 3e-4}}
+
+
+def baddist_config(encoder: str, **settings) -> BadDistConfig:
+    """The provider's `BadDistConfig` for image encoder `encoder`: its `ENCODER_SETTINGS`, then `settings`."""
+    return BadDistConfig(**{**ENCODER_SETTINGS.get(encoder, {}), **settings})
 
 
 def freeze_normalisation(encoder: torch.nn.Module) -> None:
@@ -131,7 +148,10 @@ def tamper_image_encoder(
     tampered = copy.deepcopy(clean).train()
     freeze_normalisation(tampered)
     params = [p for p in tampered.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=bcfg.lr, momentum=0.9, weight_decay=5e-4)
+    if bcfg.optimizer == "sgd":
+        optimizer = torch.optim.SGD(params, lr=bcfg.lr, momentum=0.9, weight_decay=5e-4)
+    else:
+        optimizer = torch.optim.Adam(params, lr=bcfg.lr)
     generator = torch.Generator().manual_seed(bcfg.seed)
     history = []
     for epoch in tqdm(range(bcfg.epochs), disable=not progress, desc=f"BadDist ({bcfg.variant})"):
@@ -169,6 +189,6 @@ def embedding_drift(clean_model: MedCLIP, tampered_model: MedCLIP, images: torch
 
 
 __all__ = [
-    "BadDistConfig", "SHADOW_SOURCES", "VARIANTS", "badencoder_loss", "baddist_loss", "embedding_drift", "freeze_normalisation",
+    "BadDistConfig", "ENCODER_SETTINGS", "OPTIMIZERS", "SHADOW_SOURCES", "VARIANTS", "badencoder_loss", "baddist_config", "baddist_loss", "embedding_drift", "freeze_normalisation",
     "tamper_image_encoder", "target_text_embedding",
 ]

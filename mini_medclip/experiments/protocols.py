@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import torch
 
-from ..attacks.baddist import BadDistConfig, target_text_embedding, tamper_image_encoder
+from ..attacks.baddist import BadDistConfig, baddist_config, target_text_embedding, tamper_image_encoder
 from ..attacks.badmatch import BadMatchConfig, choose_poison_indices, poison_image_pool
 from ..cache import cached_model
 from ..config import EMBEDDED, Config, shared_steps
@@ -170,7 +170,7 @@ def run_attack_configs(preset: str | Config, run: Run) -> tuple[BadMatchConfig, 
     cfg = base_config(preset, run)
     trigger = run.trigger if run.count else "patch"  # nothing is triggered: one cache entry per clean run
     attack = BadMatchConfig(trigger=trigger, rate=run.count / cfg.data.n_train_images, seed=run.seed)
-    baddist = BadDistConfig(trigger=run.trigger, variant=run.variant, shadow=run.shadow) if run.uses_baddist else None
+    baddist = baddist_config(run.backbone, trigger=run.trigger, variant=run.variant, shadow=run.shadow) if run.uses_baddist else None
     return attack, baddist
 
 
