@@ -31,7 +31,7 @@ from ..zeroshot import prompts_for_classes
 from .triggers import TriggerSpec
 
 VARIANTS = ("away", "target")
-OPTIMIZERS = ("sgd", "adam")  # SGD with momentum 0.9 and weight decay 5e-4 (the reference code's); Adam without
+OPTIMIZERS = ("sgd", "adam")  # SGD: momentum 0.9, weight decay 5e-4 (the reference code's); Adam: no weight decay
 SHADOW_SOURCES = {
     "victim-pool": "the first `shadow_images` images of the victim's training pool: the provider holds the victim's "
                    "own data, the reference code's simplification",
